@@ -1,0 +1,416 @@
+"""The AVA -> TFRecords Beam pipeline behind `beam_jobs/build_records.py`.
+
+It lives in an importable module, apart from the command line, so that tests
+can run it and workers (multi-processing DirectRunner, Dataflow) unpickle its
+DoFns and element types by reference. Every row of AVA.txt ends either as a record in
+`<output_dir>/<split>-SSSSS-of-NNNNN.tfrecord` or as a line of
+`<output_dir>/rejected-*.jsonl` with its reason. Shards are written to a
+staging folder and moved into place only after the job has checked that
+rows read = records written + rows rejected; `dataset_info.json` is written
+last, so a folder without it is never a complete result.
+"""
+
+import dataclasses
+import logging
+import math
+import os
+import time
+import uuid
+from typing import Dict, Iterable, List, Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from nima_tf import ava
+from nima_tf import dataset_info
+from nima_tf import imaging
+from nima_tf import records
+from nima_tf import splits
+
+METRICS_NAMESPACE = "nima_tf"
+# Sizing of shards: aim at ~150 MB per shard on full AVA, but never fewer than
+# MIN_SHARDS (or one per MIN_RECORDS_PER_SHARD records) so readers can interleave.
+TARGET_SHARD_BYTES = 150 * 2**20
+ESTIMATED_BYTES_PER_PIXEL = 0.6  # a 256x256 JPEG at quality 95 is ~40 KB.
+MIN_SHARDS = 16
+MIN_RECORDS_PER_SHARD = 64
+_REJECTED = "rejected"
+_PROGRESS_EVERY = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+  """What the job reads, how it processes images and where it writes."""
+
+  ava_dir: str
+  output_dir: str
+  images_dir: Optional[str] = None
+  image_size: int = imaging.DEFAULT_IMAGE_SIZE
+  validation_fraction: float = 0.1
+  limits: imaging.ImageLimits = imaging.ImageLimits()
+  num_shards: Optional[int] = None
+  run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+  @property
+  def images(self) -> str:
+    return self.images_dir or os.path.join(self.ava_dir, ava.IMAGES_DIR)
+
+  @property
+  def staging_dir(self) -> str:
+    return os.path.join(self.output_dir, f".staging-{self.run_id}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltRecord:
+  """A record ready to be written, with its split and summary fields."""
+
+  split: str
+  image_id: int
+  serialized: bytes
+  fields: Dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+  split: str
+  index: int
+  num_records: int
+  num_bytes: int
+
+
+def _counter(name: str):
+  return Metrics.counter(METRICS_NAMESPACE, name)
+
+
+class ParseRowFn(beam.DoFn):
+  """AVA.txt line -> (image_id, Row), or a rejection on the `rejected` output."""
+
+  def process(self, line: str):
+    if not line.strip():
+      _counter("blank_lines").inc()
+      return
+    _counter("rows_read").inc()
+    try:
+      row = ava.parse_row(line)
+    except ava.Rejected as rejected:
+      yield beam.pvalue.TaggedOutput(
+          _REJECTED, ava.Rejection(ava.guess_image_id(line), rejected.reason, rejected.detail))
+      return
+    yield row.image_id, row
+
+
+class AssignSplitFn(beam.DoFn):
+  """Joined (id, {rows, test}) -> (split, Row); all rows of a duplicated id are rejected."""
+
+  def __init__(self, validation_fraction: float):
+    self._validation_fraction = validation_fraction
+
+  def process(self, element):
+    image_id, joined = element
+    rows = list(joined["rows"])
+    if len(rows) > 1:
+      for row in rows:
+        yield beam.pvalue.TaggedOutput(_REJECTED, ava.Rejection(
+            image_id, ava.Reason.DUPLICATE_ID,
+            f"id on {len(rows)} rows of {ava.AVA_TXT} (indexes "
+            f"{sorted(r.index for r in rows)}); all are rejected"))
+      return
+    if rows:
+      in_test = any(True for _ in joined["test"])
+      yield splits.assign_split(image_id, in_test, self._validation_fraction), rows[0]
+
+
+class BuildRecordFn(beam.DoFn):
+  """(split, Row) -> BuiltRecord: reads, validates and resizes the image."""
+
+  def __init__(self, images_dir: str, image_size: int, limits: imaging.ImageLimits):
+    self._images_dir = images_dir
+    self._image_size = image_size
+    self._limits = limits
+    self._processed = 0
+
+  def process(self, element):
+    split, row = element
+    path = ava.image_path(self._images_dir, row.image_id)
+    try:
+      data = _read_file(path)
+      image = imaging.process(data, self._image_size, self._limits)
+    except ava.Rejected as rejected:
+      yield beam.pvalue.TaggedOutput(
+          _REJECTED, ava.Rejection(row.image_id, rejected.reason, rejected.detail))
+      return
+    record = records.Record(
+        image_id=row.image_id, encoded=image.encoded, height=image.height,
+        width=image.width, original_height=image.original_height,
+        original_width=image.original_width, original_bytes=image.original_bytes,
+        counts=row.counts, tags=row.tags, challenge=row.challenge)
+    self._processed += 1
+    if self._processed % _PROGRESS_EVERY == 0:
+      logging.info("worker processed %d images", self._processed)
+    yield BuiltRecord(split, row.image_id, records.serialize(record),
+                      dataset_info.record_fields(record))
+
+
+def _read_file(path: str) -> bytes:
+  """The bytes of an image file; `missing_image` when it is not there."""
+  try:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+      return f.read()
+  except (FileNotFoundError, IOError) as error:
+    if not FileSystems.exists(path):
+      raise ava.Rejected(ava.Reason.MISSING_IMAGE, f"{path} does not exist") from None
+    raise ava.Rejected(ava.Reason.UNDECODABLE, f"cannot read {path}: {error}") from None
+
+
+class WriteShardFn(beam.DoFn):
+  """((split, shard), serialized records) -> one TFRecord file in staging."""
+
+  def __init__(self, staging_dir: str, num_shards: Dict[str, int]):
+    self._staging_dir = staging_dir
+    self._num_shards = num_shards
+
+  def setup(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    self._tf = tf
+
+  def process(self, element):
+    (split, index), serialized = element
+    path = os.path.join(self._staging_dir,
+                        records.shard_name(split, index, self._num_shards[split]))
+    count = size = 0
+    with self._tf.io.TFRecordWriter(path) as writer:
+      for example in serialized:
+        writer.write(example)
+        count += 1
+        size += len(example)
+    _counter(f"records_{split}").inc(count)
+    yield ShardInfo(split, index, count, size)
+
+
+class SummarizeFn(beam.CombineFn):
+  """Merges per-record fields into `dataset_info.Summary` statistics."""
+
+  def create_accumulator(self):
+    return dataset_info.new_summaries()
+
+  def add_input(self, accumulator, fields):
+    for name, value in fields.items():
+      accumulator[name].add(value)
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    merged = self.create_accumulator()
+    for accumulator in accumulators:
+      for name, summary in accumulator.items():
+        merged[name].merge(summary)
+    return merged
+
+  def extract_output(self, accumulator):
+    return {name: summary.to_json() for name, summary in accumulator.items()}
+
+
+class FinalizeFn(beam.DoFn):
+  """Checks the accounting, then moves the staged output into place."""
+
+  def __init__(self, config: JobConfig, num_shards: Dict[str, int]):
+    self._config = config
+    self._num_shards = num_shards
+
+  def process(self, unused_element, rows_read, blank_lines, shard_infos, rejected_counts,
+              rejected_files, summaries):
+    config = self._config
+    written = sum(info.num_records for info in shard_infos)
+    rejected = dict(rejected_counts)
+    if rows_read != written + sum(rejected.values()):
+      raise RuntimeError(
+          f"accounting mismatch: {rows_read} rows read but {written} records written and "
+          f"{sum(rejected.values())} rows rejected; staged output left in "
+          f"{config.staging_dir}, nothing was published to {config.output_dir}")
+    staged = self._complete_shards(shard_infos)
+    _remove_previous_output(config.output_dir)
+    for name in staged + [os.path.basename(f) for f in rejected_files]:
+      FileSystems.rename([os.path.join(config.staging_dir, name)],
+                         [os.path.join(config.output_dir, name)])
+    _delete_folder(config.staging_dir)
+    info = _dataset_info(config, rows_read, blank_lines, shard_infos, rejected, summaries,
+                         self._num_shards)
+    info["plots"] = [os.path.basename(p)
+                     for p in dataset_info.write_plots(config.output_dir, summaries)]
+    dataset_info.write(config.output_dir, info)
+    yield info
+
+  def _complete_shards(self, shard_infos: List[ShardInfo]) -> List[str]:
+    """Writes empty shards for shard indexes that received no record."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    present = {(info.split, info.index) for info in shard_infos}
+    names = []
+    for split, count in self._num_shards.items():
+      for index in range(count):
+        name = records.shard_name(split, index, count)
+        if (split, index) not in present:
+          with tf.io.TFRecordWriter(os.path.join(self._config.staging_dir, name)):
+            pass
+        names.append(name)
+    return names
+
+
+def _delete_folder(path: str) -> None:
+  """Deletes a folder: by name on local disk, as a prefix on object stores."""
+  is_local = FileSystems.get_scheme(path) is None
+  FileSystems.delete([path if is_local else path.rstrip("/") + "/"])
+
+
+def _remove_previous_output(output_dir: str) -> None:
+  """Deletes an earlier build in `output_dir`, its marker first."""
+  patterns = [dataset_info.path(output_dir)] + [
+      records.shard_pattern(output_dir, split) for split in records.SPLITS] + [
+          os.path.join(output_dir, f"{records.REJECTED_PREFIX}-*.jsonl")] + [
+              os.path.join(output_dir, name) for name, _ in dataset_info.PLOTS.values()]
+  for match in FileSystems.match(patterns):
+    paths = [metadata.path for metadata in match.metadata_list]
+    if paths:
+      FileSystems.delete(paths)
+
+
+def _dataset_info(config: JobConfig, rows_read: int, blank_lines: int,
+                  shard_infos: List[ShardInfo], rejected: Dict[str, int], summaries: dict,
+                  num_shards: Dict[str, int]) -> dict:
+  shards = {split: [0] * count for split, count in num_shards.items()}
+  for info in shard_infos:
+    shards[info.split][info.index] = info.num_records
+  return {
+      "source": {"ava_dir": config.ava_dir, "images_dir": config.images},
+      "config": {
+          "image_size": config.image_size,
+          "validation_fraction": config.validation_fraction,
+          "min_side": config.limits.min_side,
+          "max_pixels": config.limits.max_pixels,
+      },
+      "rows_read": rows_read,
+      "blank_lines_skipped": blank_lines,
+      "records_written": sum(sum(counts) for counts in shards.values()),
+      "rows_rejected": sum(rejected.values()),
+      "rejected_by_reason": {reason.value: rejected.get(reason.value, 0)
+                             for reason in ava.Reason},
+      "records_per_split": {split: sum(counts) for split, counts in shards.items()},
+      "records_per_shard": {
+          split: {records.shard_name(split, index, len(counts)): count
+                  for index, count in enumerate(counts)}
+          for split, counts in shards.items()},
+      "summary": summaries,
+  }
+
+
+def count_lines(path: str) -> int:
+  """Non-blank lines of a text file, streamed (AVA.txt is ~12 MB)."""
+  count = 0
+  with FileSystems.open(path, compression_type="uncompressed") as f:
+    for line in f:
+      count += bool(line.strip())
+  return count
+
+
+def plan_num_shards(ava_rows: int, test_ids: int, config: JobConfig) -> Dict[str, int]:
+  """Shards per split from the expected number of records (or `--num_shards`)."""
+  if config.num_shards:
+    return {split: config.num_shards for split in records.SPLITS}
+  test = min(test_ids, ava_rows)
+  validation = (ava_rows - test) * config.validation_fraction
+  expected = {splits.TEST: test, splits.VALIDATION: validation,
+              splits.TRAIN: ava_rows - test - validation}
+  record_bytes = ESTIMATED_BYTES_PER_PIXEL * config.image_size**2
+  plan = {}
+  for split, count in expected.items():
+    by_size = math.ceil(count * record_bytes / TARGET_SHARD_BYTES)
+    for_reading = min(MIN_SHARDS, math.ceil(count / MIN_RECORDS_PER_SHARD))
+    plan[split] = max(1, by_size, for_reading)
+  return plan
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: JobConfig) -> beam.PCollection:
+  """Adds the whole job to `pipeline`; returns the PCollection of the final info."""
+  ava_txt = os.path.join(config.ava_dir, ava.AVA_TXT)
+  test_list = os.path.join(config.ava_dir, ava.TEST_LIST)
+  if not FileSystems.exists(ava_txt):
+    raise FileNotFoundError(f"{ava_txt} does not exist: is --ava_dir an AVA_dataset folder?")
+  has_test_list = FileSystems.exists(test_list)
+  if not has_test_list:
+    logging.warning("%s does not exist: no test split will be made", test_list)
+  num_shards = plan_num_shards(count_lines(ava_txt),
+                               count_lines(test_list) if has_test_list else 0, config)
+  logging.info("shards per split: %s", num_shards)
+
+  lines = pipeline | "ReadAvaTxt" >> beam.io.ReadFromText(ava_txt)
+  parsed = lines | "ParseRows" >> beam.ParDo(ParseRowFn()).with_outputs(_REJECTED, main="rows")
+  if has_test_list:
+    test_ids = (pipeline
+                | "ReadTestList" >> beam.io.ReadFromText(test_list)
+                | "ParseTestIds" >> beam.FlatMap(lambda line: ava.parse_id_list([line])))
+  else:
+    test_ids = pipeline | "NoTestList" >> beam.Create([])
+  joined = ({"rows": parsed.rows, "test": test_ids | "KeyTestIds" >> beam.Map(lambda i: (i, None))}
+            | "JoinOnId" >> beam.CoGroupByKey())
+  assigned = (joined | "AssignSplits" >> beam.ParDo(
+      AssignSplitFn(config.validation_fraction)).with_outputs(_REJECTED, main="rows"))
+  built = (assigned.rows
+           | "SpreadImageWork" >> beam.Reshuffle()
+           | "BuildRecords" >> beam.ParDo(
+               BuildRecordFn(config.images, config.image_size, config.limits)).with_outputs(
+                   _REJECTED, main="records"))
+
+  shard_infos = (
+      built.records
+      | "KeyByShard" >> beam.Map(lambda r: ((r.split, splits.assign_shard(
+          r.image_id, num_shards[r.split])), r.serialized))
+      | "GroupShards" >> beam.GroupByKey()
+      | "WriteShards" >> beam.ParDo(WriteShardFn(config.staging_dir, num_shards)))
+  summaries = (built.records
+               | "Fields" >> beam.Map(lambda r: r.fields)
+               | "Summarize" >> beam.CombineGlobally(SummarizeFn()))
+
+  rejections = ((parsed[_REJECTED], assigned[_REJECTED], built[_REJECTED])
+                | "AllRejections" >> beam.Flatten())
+  rejected_counts = (rejections
+                     | "RejectReasons" >> beam.Map(lambda r: r.reason.value)
+                     | "CountReasons" >> beam.combiners.Count.PerElement())
+  rejected_files = (rejections
+                    | "RejectionsToJson" >> beam.Map(lambda r: r.to_json())
+                    | "WriteRejections" >> beam.io.WriteToText(
+                        os.path.join(config.staging_dir, records.REJECTED_PREFIX),
+                        file_name_suffix=".jsonl"))
+  rows_read = (lines | "NonBlank" >> beam.Filter(lambda line: bool(line.strip()))
+               | "CountRowsRead" >> beam.combiners.Count.Globally())
+  blank_lines = (lines | "Blank" >> beam.Filter(lambda line: not line.strip())
+                 | "CountBlankLines" >> beam.combiners.Count.Globally())
+
+  return (pipeline
+          | "Start" >> beam.Create([None])
+          | "Finalize" >> beam.ParDo(
+              FinalizeFn(config, num_shards),
+              rows_read=beam.pvalue.AsSingleton(rows_read),
+              blank_lines=beam.pvalue.AsSingleton(blank_lines),
+              shard_infos=beam.pvalue.AsList(shard_infos),
+              rejected_counts=beam.pvalue.AsList(rejected_counts),
+              rejected_files=beam.pvalue.AsList(rejected_files),
+              summaries=beam.pvalue.AsSingleton(summaries)))
+
+
+def run(config: JobConfig, beam_args: Iterable[str] = ()) -> dict:
+  """Runs the job to completion; returns the content of dataset_info.json."""
+  options = PipelineOptions(list(beam_args))
+  start = time.time()
+  pipeline = beam.Pipeline(options=options)
+  build_pipeline(pipeline, config)
+  result = pipeline.run()
+  result.wait_until_finish()
+  elapsed = time.time() - start
+  for counter in result.metrics().query()["counters"]:
+    logging.info("counter %s = %d", counter.key.metric.name, counter.committed)
+  info = dataset_info.load(config.output_dir)
+  info["wall_seconds"] = elapsed
+  logging.info("built %d records from %d rows in %.1f s", info["records_written"],
+               info["rows_read"], elapsed)
+  return info

@@ -1,0 +1,174 @@
+"""`dataset_info.json`: what a build of the records holds, and its EDA plots.
+
+The Beam job accumulates `Summary` statistics per field with mergeable
+fixed-bin histograms (constant memory whatever the data size), and writes
+`dataset_info.json` last, as the marker of a complete build: readers call
+`load` and refuse a records folder without it.
+"""
+
+import dataclasses
+import io
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+
+from nima_tf import records
+
+# Field -> (low, high, number of bins) of its fixed histogram; values outside
+# are counted in the end bins. The ranges cover AVA comfortably.
+FIELDS = {
+    "rating_mean": (1.0, 10.0, 36),
+    "rating_std": (0.0, 4.5, 45),
+    "num_votes": (0.0, 600.0, 60),
+    "original_width": (0.0, 6000.0, 60),
+    "original_height": (0.0, 6000.0, 60),
+    "aspect_ratio": (0.0, 4.0, 40),
+    "original_megapixels": (0.0, 40.0, 80),
+    "original_kilobytes": (0.0, 4000.0, 80),
+}
+PLOTS = {
+    "rating_mean": ("rating_mean_distribution.png", "Mean rating per image"),
+    "num_votes": ("num_votes_distribution.png", "Number of votes per image"),
+}
+
+
+@dataclasses.dataclass
+class Summary:
+  """Streaming statistics of one field: moments, extremes and a histogram."""
+
+  low: float
+  high: float
+  num_bins: int
+  count: int = 0
+  total: float = 0.0
+  total_squares: float = 0.0
+  minimum: float = float("inf")
+  maximum: float = float("-inf")
+  bins: List[int] = None
+
+  def __post_init__(self):
+    if self.bins is None:
+      self.bins = [0] * self.num_bins
+
+  def add(self, value: float) -> None:
+    self.count += 1
+    self.total += value
+    self.total_squares += value * value
+    self.minimum = min(self.minimum, value)
+    self.maximum = max(self.maximum, value)
+    position = (value - self.low) / (self.high - self.low) * self.num_bins
+    self.bins[int(np.clip(position, 0, self.num_bins - 1))] += 1
+
+  def merge(self, other: "Summary") -> None:
+    self.count += other.count
+    self.total += other.total
+    self.total_squares += other.total_squares
+    self.minimum = min(self.minimum, other.minimum)
+    self.maximum = max(self.maximum, other.maximum)
+    self.bins = [a + b for a, b in zip(self.bins, other.bins)]
+
+  def edges(self) -> np.ndarray:
+    return np.linspace(self.low, self.high, self.num_bins + 1)
+
+  def quantile(self, q: float) -> float:
+    """Quantile interpolated within the histogram (exact to a bin width)."""
+    cumulative = np.cumsum(self.bins)
+    target = q * self.count
+    index = int(np.searchsorted(cumulative, target))
+    before = cumulative[index - 1] if index else 0
+    inside = self.bins[index] or 1
+    left, right = self.edges()[index:index + 2]
+    value = left + (right - left) * (target - before) / inside
+    return float(np.clip(value, self.minimum, self.maximum))
+
+  def to_json(self) -> dict:
+    if not self.count:
+      return {"count": 0}
+    mean = self.total / self.count
+    variance = max(self.total_squares / self.count - mean * mean, 0.0)
+    return {
+        "count": self.count,
+        "mean": mean,
+        "std": variance**0.5,
+        "min": self.minimum,
+        "max": self.maximum,
+        "approx_percentiles": {
+            f"p{int(q * 100)}": self.quantile(q) for q in (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+        },
+        "histogram": {"edges": self.edges().tolist(), "counts": list(self.bins)},
+    }
+
+
+def new_summaries() -> Dict[str, Summary]:
+  return {field: Summary(*bounds) for field, bounds in FIELDS.items()}
+
+
+def record_fields(record: records.Record) -> Dict[str, float]:
+  """The summarized values of one record."""
+  return {
+      "rating_mean": record.mean,
+      "rating_std": record.std,
+      "num_votes": record.num_votes,
+      "original_width": record.original_width,
+      "original_height": record.original_height,
+      "aspect_ratio": record.original_width / record.original_height,
+      "original_megapixels": record.original_width * record.original_height / 1e6,
+      "original_kilobytes": record.original_bytes / 1024,
+  }
+
+
+def path(records_dir: str) -> str:
+  return os.path.join(records_dir, records.DATASET_INFO)
+
+
+def write(records_dir: str, info: dict) -> None:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  with tf.io.gfile.GFile(path(records_dir), "w") as f:
+    json.dump(info, f, indent=2, sort_keys=True)
+
+
+def load(records_dir: str) -> dict:
+  """The info of a complete build; a clear error if the build is missing or incomplete."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  info_path = path(records_dir)
+  if not tf.io.gfile.exists(info_path):
+    raise FileNotFoundError(
+        f"{info_path} does not exist: {records_dir} holds no complete build of the records. "
+        "Build them with `python beam_jobs/build_records.py` (see README).")
+  with tf.io.gfile.GFile(info_path) as f:
+    return json.load(f)
+
+
+def write_plots(records_dir: str, summaries: Dict[str, dict]) -> List[str]:
+  """PNG histograms of the rating means and vote counts; returns their paths."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  written = []
+  for field, (filename, title) in PLOTS.items():
+    summary = summaries[field]
+    if not summary.get("count"):
+      continue
+    edges = np.asarray(summary["histogram"]["edges"])
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.bar(edges[:-1], summary["histogram"]["counts"], width=np.diff(edges), align="edge",
+             edgecolor="white")
+    axes.axvline(summary["mean"], color="black", linestyle="--",
+                 label=f"mean {summary['mean']:.2f}")
+    axes.set(title=f"{title} (n={summary['count']})", xlabel=field, ylabel="images")
+    axes.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    target = os.path.join(records_dir, filename)
+    with tf.io.gfile.GFile(target, "wb") as f:
+      f.write(buffer.getvalue())
+    written.append(target)
+  return written

@@ -1,0 +1,207 @@
+"""The TFRecord schema of nima_tf: the one place that names a feature key.
+
+The Beam job writes records with `serialize`; the input pipeline parses them
+with `parse_example`; tools and tests read them back with `deserialize`. File
+names of shards and of the data set description live here too, so that the
+writer and every reader agree on them.
+
+TensorFlow is imported lazily: Beam workers import this module before they
+need TensorFlow, and pure helpers (file names, `Record`) do not need it at all.
+"""
+
+import dataclasses
+import os
+from typing import Sequence
+
+import numpy as np
+
+from nima_tf import ratings
+from nima_tf import splits
+
+SPLITS = (splits.TRAIN, splits.VALIDATION, splits.TEST)
+SHARD_SUFFIX = ".tfrecord"
+DATASET_INFO = "dataset_info.json"
+REJECTED_PREFIX = "rejected"
+
+IMAGE_ENCODED = "image/encoded"
+IMAGE_FORMAT = "image/format"
+IMAGE_HEIGHT = "image/height"
+IMAGE_WIDTH = "image/width"
+IMAGE_ID = "image/id"
+ORIGINAL_HEIGHT = "image/original_height"
+ORIGINAL_WIDTH = "image/original_width"
+ORIGINAL_BYTES = "image/original_bytes"
+RATING_COUNTS = "rating/counts"
+RATING_HISTOGRAM = "rating/histogram"
+RATING_MEAN = "rating/mean"
+RATING_STD = "rating/std"
+RATING_NUM_VOTES = "rating/num_votes"
+TAGS = "tags"
+CHALLENGE = "challenge"
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+  """One AVA photo as stored: the resized JPEG and its ratings."""
+
+  image_id: int
+  encoded: bytes
+  height: int
+  width: int
+  original_height: int
+  original_width: int
+  original_bytes: int
+  counts: Sequence[int]
+  tags: Sequence[int] = (0, 0)
+  challenge: int = 0
+  format: str = "jpeg"
+
+  @property
+  def histogram(self) -> np.ndarray:
+    return ratings.normalize(self.counts)
+
+  @property
+  def mean(self) -> float:
+    return float(ratings.mean_score(self.histogram))
+
+  @property
+  def std(self) -> float:
+    return float(ratings.std_score(self.histogram))
+
+  @property
+  def num_votes(self) -> int:
+    return int(sum(self.counts))
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+  """`train-00003-of-00016.tfrecord`: the file name of one shard."""
+  return f"{split}-{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
+
+
+def shard_pattern(records_dir: str, split: str) -> str:
+  """Glob matching every shard of `split` in `records_dir` (local or gs://)."""
+  return os.path.join(records_dir, f"{split}-*-of-*{SHARD_SUFFIX}")
+
+
+def serialize(record: Record) -> bytes:
+  """A `Record` as a serialized `tf.train.Example`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+  def floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+
+  def strings(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+  if len(record.counts) != ratings.NUM_BINS or len(record.tags) != 2:
+    raise ValueError(f"record {record.image_id}: expected 10 counts and 2 tags")
+  feature = {
+      IMAGE_ENCODED: strings([record.encoded]),
+      IMAGE_FORMAT: strings([record.format.encode()]),
+      IMAGE_HEIGHT: ints([record.height]),
+      IMAGE_WIDTH: ints([record.width]),
+      IMAGE_ID: ints([record.image_id]),
+      ORIGINAL_HEIGHT: ints([record.original_height]),
+      ORIGINAL_WIDTH: ints([record.original_width]),
+      ORIGINAL_BYTES: ints([record.original_bytes]),
+      RATING_COUNTS: ints(record.counts),
+      RATING_HISTOGRAM: floats(record.histogram),
+      RATING_MEAN: floats([record.mean]),
+      RATING_STD: floats([record.std]),
+      RATING_NUM_VOTES: ints([record.num_votes]),
+      TAGS: ints(record.tags),
+      CHALLENGE: ints([record.challenge]),
+  }
+  example = tf.train.Example(features=tf.train.Features(feature=feature))
+  return example.SerializeToString()
+
+
+def feature_spec() -> dict:
+  """The `tf.io.parse_*example` spec of every feature, with static shapes."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  scalar_int = tf.io.FixedLenFeature([], tf.int64)
+  scalar_float = tf.io.FixedLenFeature([], tf.float32)
+  return {
+      IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+      IMAGE_FORMAT: tf.io.FixedLenFeature([], tf.string),
+      IMAGE_HEIGHT: scalar_int,
+      IMAGE_WIDTH: scalar_int,
+      IMAGE_ID: scalar_int,
+      ORIGINAL_HEIGHT: scalar_int,
+      ORIGINAL_WIDTH: scalar_int,
+      ORIGINAL_BYTES: scalar_int,
+      RATING_COUNTS: tf.io.FixedLenFeature([ratings.NUM_BINS], tf.int64),
+      RATING_HISTOGRAM: tf.io.FixedLenFeature([ratings.NUM_BINS], tf.float32),
+      RATING_MEAN: scalar_float,
+      RATING_STD: scalar_float,
+      RATING_NUM_VOTES: scalar_int,
+      TAGS: tf.io.FixedLenFeature([2], tf.int64),
+      CHALLENGE: scalar_int,
+  }
+
+
+def parse_example(serialized):
+  """Parses serialized examples (a scalar or a batch) into named tensors.
+
+  Returns a dict with short keys, the parser half of the input pipeline:
+  `encoded`, `image_id`, `height`, `width`, `histogram`, `mean`, `std`,
+  `num_votes`, `counts`, `tags`, `challenge`.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  spec = feature_spec()
+  if serialized.shape.rank == 0:
+    features = tf.io.parse_single_example(serialized, spec)
+  else:
+    features = tf.io.parse_example(serialized, spec)
+  return {
+      "encoded": features[IMAGE_ENCODED],
+      "image_id": features[IMAGE_ID],
+      "height": features[IMAGE_HEIGHT],
+      "width": features[IMAGE_WIDTH],
+      "histogram": features[RATING_HISTOGRAM],
+      "mean": features[RATING_MEAN],
+      "std": features[RATING_STD],
+      "num_votes": features[RATING_NUM_VOTES],
+      "counts": features[RATING_COUNTS],
+      "tags": features[TAGS],
+      "challenge": features[CHALLENGE],
+  }
+
+
+def deserialize(serialized: bytes) -> Record:
+  """A serialized example back into a `Record` (for tools and tests)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  feature = tf.train.Example.FromString(serialized).features.feature
+
+  def one(key):
+    kind = feature[key].WhichOneof("kind")
+    return getattr(feature[key], kind).value
+
+  return Record(
+      image_id=one(IMAGE_ID)[0],
+      encoded=one(IMAGE_ENCODED)[0],
+      format=one(IMAGE_FORMAT)[0].decode(),
+      height=one(IMAGE_HEIGHT)[0],
+      width=one(IMAGE_WIDTH)[0],
+      original_height=one(ORIGINAL_HEIGHT)[0],
+      original_width=one(ORIGINAL_WIDTH)[0],
+      original_bytes=one(ORIGINAL_BYTES)[0],
+      counts=tuple(one(RATING_COUNTS)),
+      tags=tuple(one(TAGS)),
+      challenge=one(CHALLENGE)[0],
+  )
+
+
+def read_records(records_dir: str, split: str):
+  """Yields every `Record` of a split, shard by shard (for tools and tests)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  for path in sorted(tf.io.gfile.glob(shard_pattern(records_dir, split))):
+    for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+      yield deserialize(serialized)

@@ -1,0 +1,30 @@
+"""nima_tf: NIMA aesthetic scoring on AVA, from the raw download to an exported model."""
+
+import setuptools
+
+setuptools.setup(
+    name="nima_tf",
+    version="0.1.0",
+    description=("NIMA (Neural Image Assessment) on AVA with TensorFlow: a Beam data "
+                 "job, a tf.data input pipeline, distributed training and export."),
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["nima_tf", "nima_tf.*", "beam_jobs",
+                                               "launch"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "apache-beam[gcp]>=2.77,<2.78",
+        "numpy>=1.26,<3",
+        "scipy>=1.13,<2",
+        "pandas>=2.2,<4",
+        "pillow>=11,<13",
+        "absl-py>=2.1,<3",
+        "gcsfs>=2024.6",
+        "matplotlib>=3.9,<4",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4"],
+        "cloud": ["google-cloud-aiplatform>=1.100,<2"],
+    },
+)
