@@ -330,8 +330,16 @@ def plan_num_shards(ava_rows: int, test_ids: int, config: JobConfig) -> Dict[str
   return plan
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: JobConfig) -> beam.PCollection:
-  """Adds the whole job to `pipeline`; returns the PCollection of the final info."""
+@dataclasses.dataclass(frozen=True)
+class JobPlan:
+  """What the pipeline's shape depends on, found by looking at the input first."""
+
+  num_shards: Dict[str, int]
+  has_test_list: bool
+
+
+def plan_job(config: JobConfig) -> JobPlan:
+  """Checks the input exists and sizes the output (streams AVA.txt once)."""
   ava_txt = os.path.join(config.ava_dir, ava.AVA_TXT)
   test_list = os.path.join(config.ava_dir, ava.TEST_LIST)
   if not FileSystems.exists(ava_txt):
@@ -342,12 +350,21 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig) -> beam.PCollecti
   num_shards = plan_num_shards(count_lines(ava_txt),
                                count_lines(test_list) if has_test_list else 0, config)
   logging.info("shards per split: %s", num_shards)
+  return JobPlan(num_shards=num_shards, has_test_list=has_test_list)
 
-  lines = pipeline | "ReadAvaTxt" >> beam.io.ReadFromText(ava_txt)
+
+def build_pipeline(pipeline: beam.Pipeline, config: JobConfig,
+                   plan: JobPlan) -> beam.PCollection:
+  """Adds the whole job to `pipeline`; returns the PCollection of the final info."""
+  ava_txt = os.path.join(config.ava_dir, ava.AVA_TXT)
+  test_list = os.path.join(config.ava_dir, ava.TEST_LIST)
+  num_shards = plan.num_shards
+  # `plan_job` has checked the inputs; constructing the graph touches no file.
+  lines = pipeline | "ReadAvaTxt" >> beam.io.ReadFromText(ava_txt, validate=False)
   parsed = lines | "ParseRows" >> beam.ParDo(ParseRowFn()).with_outputs(_REJECTED, main="rows")
-  if has_test_list:
+  if plan.has_test_list:
     test_ids = (pipeline
-                | "ReadTestList" >> beam.io.ReadFromText(test_list)
+                | "ReadTestList" >> beam.io.ReadFromText(test_list, validate=False)
                 | "ParseTestIds" >> beam.FlatMap(lambda line: ava.parse_id_list([line])))
   else:
     test_ids = pipeline | "NoTestList" >> beam.Create([])
@@ -403,7 +420,7 @@ def run(config: JobConfig, beam_args: Iterable[str] = ()) -> dict:
   options = PipelineOptions(list(beam_args))
   start = time.time()
   pipeline = beam.Pipeline(options=options)
-  build_pipeline(pipeline, config)
+  build_pipeline(pipeline, config, plan_job(config))
   result = pipeline.run()
   result.wait_until_finish()
   elapsed = time.time() - start

@@ -1,0 +1,199 @@
+"""The NIMA network: a Keras Applications base and a 10-bin softmax head.
+
+image -> base (include_top=False, layer "base") -> global average pooling ->
+dropout -> Dense(10, softmax, float32) -> rating distribution.
+
+The head is float32 under any dtype policy, so the distribution, the loss and
+the metrics stay float32 when the base runs in mixed precision.
+
+Preprocessing belongs to the input pipeline: `preprocess_fn(name)` is the base
+family's own `keras.applications.<family>.preprocess_input`, applied inside
+tf.data to float32 pixels in 0..255. MobileNetV3 and EfficientNet are the
+exception that the registry hides: their Keras models rescale (and, for
+EfficientNet, normalize) inside the network, so their `preprocess_input` is
+the identity and their base is fed raw 0..255 pixels. Either way, every model
+built here expects `preprocess_fn(config.backbone)` of 0..255 pixels.
+"""
+
+import dataclasses
+import os
+import tempfile
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from nima_tf import ratings
+
+BASE_LAYER = "base"
+WEIGHTS_SUFFIX = ".weights.h5"
+IMAGENET = "imagenet"
+NO_WEIGHTS = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A Keras Applications base with its preprocessing and input size.
+
+  `alphas` lists the width multipliers with published ImageNet weights, or is
+  None for a base without a width multiplier; `imagenet_sizes` lists the input
+  sizes with published weights, or is None when the weights fit any size.
+  """
+
+  name: str
+  builder: Callable[..., keras.Model]
+  preprocess: Callable
+  default_size: int
+  alphas: tuple[float, ...] | None = None
+  imagenet_sizes: tuple[int, ...] | None = None
+
+
+_apps = keras.applications
+BACKBONES = {
+    backbone.name: backbone for backbone in (
+        Backbone("mobilenet", _apps.MobileNet, _apps.mobilenet.preprocess_input,
+                 224, (0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
+        Backbone("mobilenet_v2", _apps.MobileNetV2,
+                 _apps.mobilenet_v2.preprocess_input, 224,
+                 (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224)),
+        Backbone("mobilenet_v3_small", _apps.MobileNetV3Small,
+                 _apps.mobilenet_v3.preprocess_input, 224, (0.75, 1.0), (224,)),
+        Backbone("mobilenet_v3_large", _apps.MobileNetV3Large,
+                 _apps.mobilenet_v3.preprocess_input, 224, (0.75, 1.0), (224,)),
+        Backbone("efficientnet_b0", _apps.EfficientNetB0,
+                 _apps.efficientnet.preprocess_input, 224),
+        Backbone("inception_resnet_v2", _apps.InceptionResNetV2,
+                 _apps.inception_resnet_v2.preprocess_input, 299),
+        Backbone("vgg16", _apps.VGG16, _apps.vgg16.preprocess_input, 224),
+    )
+}
+
+
+class WeightsUnavailableError(RuntimeError):
+  """The ImageNet weights of a base could not be downloaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """What `build_model` builds.
+
+  `weights` is "imagenet" (Keras download of the base's weights), "none"
+  (random initialization) or the path, local or remote (gs://), of a
+  `.weights.h5` file of a whole NIMA model saved with `model.save_weights`.
+  `image_size` None means the backbone's default size.
+  """
+
+  backbone: str = "mobilenet"
+  alpha: float = 1.0
+  image_size: int | None = None
+  dropout: float = 0.75
+  weights: str = IMAGENET
+
+  @property
+  def input_size(self) -> int:
+    return self.image_size or get_backbone(self.backbone).default_size
+
+
+def get_backbone(name: str) -> Backbone:
+  """The registered `Backbone` called `name`."""
+  if name not in BACKBONES:
+    raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+  return BACKBONES[name]
+
+
+def preprocess_fn(name: str) -> Callable:
+  """The preprocessing of backbone `name`: float32 0..255 pixels -> base input.
+
+  Works on tensors in graph mode (inside `tf.data.Dataset.map`).
+  """
+  return get_backbone(name).preprocess
+
+
+def _check_config(config: ModelConfig, backbone: Backbone) -> None:
+  """Rejects configurations Keras would build wrongly or without weights."""
+  if not 0.0 <= config.dropout < 1.0:
+    raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+  if backbone.alphas is None and config.alpha != 1.0:
+    raise ValueError(f"backbone {backbone.name!r} has no width multiplier alpha; "
+                     f"got alpha={config.alpha}")
+  if config.weights.lower() != IMAGENET:
+    return
+  if backbone.alphas is not None and config.alpha not in backbone.alphas:
+    raise ValueError(
+        f"no ImageNet weights for {backbone.name} with alpha={config.alpha}; "
+        f"choose alpha in {backbone.alphas} or --weights={NO_WEIGHTS}")
+  sizes = backbone.imagenet_sizes
+  if sizes is not None and config.input_size not in sizes:
+    raise ValueError(
+        f"no ImageNet weights for {backbone.name} at image size "
+        f"{config.input_size}; choose a size in {sizes} or --weights={NO_WEIGHTS}")
+
+
+def _is_download_failure(error: Exception) -> bool:
+  """Whether Keras failed to fetch a file: it raises a bare Exception then."""
+  return isinstance(error, OSError) or str(error).startswith("URL fetch failure")
+
+
+def _build_base(config: ModelConfig, backbone: Backbone) -> keras.Model:
+  """The headless base, downloading ImageNet weights if the config asks for them."""
+  imagenet = config.weights.lower() == IMAGENET
+  size = config.input_size
+  kwargs = {"alpha": config.alpha} if backbone.alphas is not None else {}
+  try:
+    return backbone.builder(input_shape=(size, size, 3), include_top=False,
+                            weights=IMAGENET if imagenet else None,
+                            name=BASE_LAYER, **kwargs)
+  except Exception as error:  # pylint: disable=broad-except
+    if imagenet and _is_download_failure(error):
+      raise WeightsUnavailableError(
+          f"could not download the ImageNet weights of {backbone.name} ({error}). "
+          f"Without internet access, train from random initialization with "
+          f"--weights={NO_WEIGHTS}, or start from saved NIMA weights with "
+          f"--weights=/path/to/file{WEIGHTS_SUFFIX}.") from error
+    raise
+
+
+def _load_weights(model: keras.Model, path: str) -> None:
+  """Loads a `.weights.h5` file, copying a remote (gs://) one to a temp file."""
+  if not path.endswith(WEIGHTS_SUFFIX):
+    raise ValueError(f"weights must be {IMAGENET!r}, {NO_WEIGHTS!r} or a path "
+                     f"ending in {WEIGHTS_SUFFIX}; got {path!r}")
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"weights file not found: {path}")
+  if "://" not in path:
+    model.load_weights(path)
+    return
+  with tempfile.TemporaryDirectory() as temp_dir:
+    local = os.path.join(temp_dir, os.path.basename(path))
+    tf.io.gfile.copy(path, local)
+    model.load_weights(local)
+
+
+def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
+  """NIMA for `config`: images (batch, size, size, 3) -> distributions (batch, 10).
+
+  Raises `WeightsUnavailableError` when ImageNet weights cannot be downloaded;
+  it never falls back to random weights.
+  """
+  backbone = get_backbone(config.backbone)
+  _check_config(config, backbone)
+  base = _build_base(config, backbone)
+  size = config.input_size
+  images = keras.Input(shape=(size, size, 3), name="image")
+  features = keras.layers.GlobalAveragePooling2D(name="pool")(base(images))
+  features = keras.layers.Dropout(config.dropout, name="dropout")(features)
+  distribution = keras.layers.Dense(ratings.NUM_BINS, activation="softmax",
+                                    dtype="float32", name="distribution")(features)
+  model = keras.Model(images, distribution, name=f"nima_{backbone.name}")
+  if config.weights.lower() not in (IMAGENET, NO_WEIGHTS):
+    _load_weights(model, config.weights)
+  return model
+
+
+def set_base_trainable(model: keras.Model, trainable: bool) -> None:
+  """Freezes (phase 1: train the head) or unfreezes (phase 2) the base.
+
+  A frozen base also runs its batch normalization in inference mode. Compile
+  the model again after calling this, for the change to reach training.
+  """
+  model.get_layer(BASE_LAYER).trainable = trainable

@@ -1,0 +1,239 @@
+"""The Beam job end to end on DirectRunner, with faults injected in the input."""
+
+import io
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+from PIL import Image
+import pytest
+
+from beam_jobs import records_pipeline
+from nima_tf import ava
+from nima_tf import dataset_info
+from nima_tf import ratings
+from nima_tf import records
+from nima_tf import splits
+
+IMAGE_SIZE = 64
+NUM_GOOD = 24
+TEST_IDS = (101, 102, 103, 999)  # 999 is listed but not in AVA.txt.
+
+
+def _jpeg(rng, size, fmt="JPEG"):
+  pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format=fmt)
+  return buffer.getvalue()
+
+
+def _counts(rng):
+  return tuple(int(c) for c in rng.integers(0, 30, 10) + np.eye(10, dtype=int)[rng.integers(10)])
+
+
+def make_ava_dir(root):
+  """An AVA folder with NUM_GOOD good rows and one row per reject reason.
+
+  Returns (good rows by id, expected reject reason by id).
+  """
+  rng = np.random.default_rng(0)
+  images = os.path.join(root, ava.IMAGES_DIR)
+  os.makedirs(images)
+  os.makedirs(os.path.join(root, ava.LISTS_DIR))
+  lines, good, expected_rejects = [], {}, {}
+
+  def add_row(image_id, counts, image_bytes=None):
+    row = ava.Row(len(lines) + 1, image_id, counts, (1, 2), 7)
+    lines.append(ava.format_row(row))
+    if image_bytes is not None:
+      with open(ava.image_path(images, image_id), "wb") as f:
+        f.write(image_bytes)
+    return row
+
+  for k in range(NUM_GOOD):
+    image_id = 100 + k
+    fmt = "PNG" if k == 5 else "JPEG"  # any format Pillow reads, whatever the name
+    good[image_id] = add_row(image_id, _counts(rng), _jpeg(rng, (90 + k, 70), fmt))
+  lines.append("77 500 1 2 3")  # 5 columns
+  expected_rejects[500] = ava.Reason.MALFORMED_ROW
+  add_row(501, (0,) * 10, _jpeg(rng, (80, 80)))
+  expected_rejects[501] = ava.Reason.NO_VOTES
+  add_row(502, _counts(rng), _jpeg(rng, (80, 80)))
+  add_row(502, _counts(rng), None)
+  expected_rejects[502] = ava.Reason.DUPLICATE_ID
+  add_row(503, _counts(rng), None)
+  expected_rejects[503] = ava.Reason.MISSING_IMAGE
+  add_row(504, _counts(rng), b"")
+  expected_rejects[504] = ava.Reason.EMPTY_FILE
+  add_row(505, _counts(rng), b"<html>not an image</html>")
+  expected_rejects[505] = ava.Reason.UNDECODABLE
+  add_row(506, _counts(rng), _jpeg(rng, (200, 150))[:600])
+  expected_rejects[506] = ava.Reason.UNDECODABLE
+  add_row(507, _counts(rng), _jpeg(rng, (80, 20)))
+  expected_rejects[507] = ava.Reason.TOO_SMALL
+  add_row(508, _counts(rng), _jpeg(rng, (400, 300)))
+  expected_rejects[508] = ava.Reason.TOO_LARGE
+  with open(os.path.join(root, ava.AVA_TXT), "w") as f:
+    f.write("\n".join(lines) + "\n\n")
+  with open(os.path.join(root, ava.TEST_LIST), "w") as f:
+    f.write("\n".join(str(i) for i in TEST_IDS) + "\n")
+  return good, expected_rejects
+
+
+def _config(tmp_path, **overrides):
+  return records_pipeline.JobConfig(
+      ava_dir=str(tmp_path / "AVA_dataset"), output_dir=str(tmp_path / "records"),
+      image_size=IMAGE_SIZE, validation_fraction=0.25,
+      limits=records_pipeline.imaging.ImageLimits(min_side=32, max_pixels=100_000),
+      **overrides)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+  tmp_path = tmp_path_factory.mktemp("job")
+  good, expected_rejects = make_ava_dir(str(tmp_path / "AVA_dataset"))
+  config = _config(tmp_path, num_shards=3)
+  info = records_pipeline.run(config, ["--runner=DirectRunner"])
+  return config, info, good, expected_rejects
+
+
+def _rejections(output_dir):
+  found = []
+  for name in sorted(os.listdir(output_dir)):
+    if name.startswith(records.REJECTED_PREFIX):
+      with open(os.path.join(output_dir, name)) as f:
+        found += [json.loads(line) for line in f]
+  return found
+
+
+def test_every_good_row_becomes_a_record_with_its_histogram(built):
+  config, _, good, _ = built
+  stored = {r.image_id: r for split in records.SPLITS
+            for r in records.read_records(config.output_dir, split)}
+  assert sorted(stored) == sorted(good)
+  for image_id, row in good.items():
+    record = stored[image_id]
+    assert tuple(record.counts) == row.counts
+    np.testing.assert_allclose(record.histogram, ratings.normalize(row.counts))
+    assert (record.height, record.width) == (IMAGE_SIZE, IMAGE_SIZE)
+    assert record.original_width == 90 + image_id - 100
+    assert Image.open(io.BytesIO(record.encoded)).size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_each_bad_row_is_rejected_once_with_its_reason(built):
+  config, _, _, expected_rejects = built
+  found = _rejections(config.output_dir)
+  by_id = {}
+  for rejection in found:
+    by_id.setdefault(rejection["image_id"], set()).add(rejection["reason"])
+    assert rejection["detail"]
+  assert by_id == {i: {reason.value} for i, reason in expected_rejects.items()}
+  # Both rows of the duplicated id are rejected; every other bad id once.
+  assert len(found) == len(expected_rejects) + 1
+
+
+def test_splits_follow_the_test_list_and_the_hash(built):
+  config, _, good, _ = built
+  for split in records.SPLITS:
+    for record in records.read_records(config.output_dir, split):
+      in_test = record.image_id in TEST_IDS
+      assert split == splits.assign_split(record.image_id, in_test, 0.25)
+  test_ids = {r.image_id for r in records.read_records(config.output_dir, "test")}
+  assert test_ids == {101, 102, 103}
+
+
+def test_shards_are_named_and_counted(built):
+  config, info, _, _ = built
+  names = sorted(n for n in os.listdir(config.output_dir) if n.endswith(".tfrecord"))
+  assert names == sorted(records.shard_name(split, i, 3)
+                         for split in records.SPLITS for i in range(3))
+  for split in records.SPLITS:
+    per_shard = info["records_per_shard"][split]
+    assert sum(per_shard.values()) == info["records_per_split"][split]
+    for name, count in per_shard.items():
+      stored = list(records.read_records(config.output_dir, split))
+      assert count == sum(
+          1 for r in stored if splits.assign_shard(r.image_id, 3) == int(name.split("-")[1]))
+
+
+def test_accounting_adds_up(built):
+  _, info, good, expected_rejects = built
+  assert info["rows_read"] == len(good) + len(expected_rejects) + 1
+  assert info["records_written"] == len(good)
+  assert info["rows_read"] == info["records_written"] + info["rows_rejected"]
+  assert info["blank_lines_skipped"] == 1
+  assert info["rejected_by_reason"]["duplicate_id"] == 2
+  assert info["rejected_by_reason"]["undecodable"] == 2
+  assert sum(info["records_per_split"].values()) == len(good)
+
+
+def test_dataset_info_summarizes_the_records(built):
+  config, info, good, _ = built
+  means = [float(ratings.mean_score(ratings.normalize(r.counts))) for r in good.values()]
+  summary = info["summary"]["rating_mean"]
+  assert summary["count"] == len(good)
+  assert summary["mean"] == pytest.approx(np.mean(means))
+  assert summary["min"] == pytest.approx(min(means))
+  assert info["summary"]["num_votes"]["max"] == max(sum(r.counts) for r in good.values())
+  assert dataset_info.load(config.output_dir)["rows_read"] == info["rows_read"]
+  for plot in info["plots"]:
+    with Image.open(os.path.join(config.output_dir, plot)) as png:
+      assert png.format == "PNG"
+
+
+def test_no_staging_folder_is_left_behind(built):
+  config, _, _, _ = built
+  assert not [n for n in os.listdir(config.output_dir) if n.startswith(".staging")]
+
+
+def test_accounting_mismatch_fails_and_publishes_nothing(tmp_path, monkeypatch):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  original = records_pipeline.WriteShardFn.process
+
+  def lose_a_record(self, element):
+    key, serialized = element
+    return original(self, (key, list(serialized)[1:]))
+
+  monkeypatch.setattr(records_pipeline.WriteShardFn, "process", lose_a_record)
+  config = _config(tmp_path, num_shards=1)
+  with pytest.raises(Exception, match="accounting mismatch"):
+    records_pipeline.run(config, ["--runner=DirectRunner"])
+  published = [n for n in os.listdir(config.output_dir) if not n.startswith(".staging")]
+  assert published == []
+
+
+def test_a_new_build_replaces_the_previous_one(tmp_path):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  records_pipeline.run(_config(tmp_path, num_shards=4), ["--runner=DirectRunner"])
+  info = records_pipeline.run(_config(tmp_path, num_shards=2), ["--runner=DirectRunner"])
+  output_dir = str(tmp_path / "records")
+  shards = [n for n in os.listdir(output_dir) if n.endswith(".tfrecord")]
+  assert len(shards) == 6 and all("-of-00002" in n for n in shards)
+  assert sum(1 for s in records.SPLITS
+             for _ in records.read_records(output_dir, s)) == info["records_written"]
+
+
+def test_plan_sizes_full_ava_shards_near_150_mb():
+  config = records_pipeline.JobConfig(ava_dir="a", output_dir="o")
+  plan = records_pipeline.plan_num_shards(255_530, 20_000, config)
+  train_records = (255_530 - 20_000) * 0.9
+  megabytes_per_shard = train_records * 0.6 * 256**2 / plan["train"] / 2**20
+  assert 100 <= megabytes_per_shard <= 150
+  assert plan["validation"] == plan["test"] == records_pipeline.MIN_SHARDS
+
+
+def test_plan_keeps_small_splits_in_few_shards():
+  config = records_pipeline.JobConfig(ava_dir="a", output_dir="o")
+  assert records_pipeline.plan_num_shards(40, 4, config) == {
+      "test": 1, "validation": 1, "train": 1}
+
+
+def test_build_pipeline_constructs_without_touching_the_input():
+  config = records_pipeline.JobConfig(ava_dir="gs://bucket/AVA_dataset",
+                                      output_dir="gs://bucket/records")
+  plan = records_pipeline.JobPlan(num_shards={"train": 8, "validation": 2, "test": 2},
+                                  has_test_list=True)
+  pipeline = beam.Pipeline(runner="DirectRunner")
+  records_pipeline.build_pipeline(pipeline, config, plan)
+  assert pipeline.to_runner_api().components.transforms

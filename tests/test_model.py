@@ -1,0 +1,135 @@
+"""Tests of the NIMA model builder and its backbone registry."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras.src.utils import file_utils
+from nima_tf import model
+
+
+def small_config(backbone="mobilenet", **overrides):
+  alpha = 0.25 if backbone == "mobilenet" else 1.0
+  size = {"inception_resnet_v2": 75, "vgg16": 32}.get(backbone, 96)
+  fields = {"alpha": alpha, "image_size": size, "weights": model.NO_WEIGHTS}
+  return model.ModelConfig(backbone, **{**fields, **overrides})
+
+
+def pixels(config, n=2, seed=0):
+  size = config.input_size
+  rng = np.random.default_rng(seed)
+  return rng.uniform(0, 255, (n, size, size, 3)).astype(np.float32)
+
+
+@pytest.fixture
+def mixed_precision():
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("backbone", sorted(model.BACKBONES))
+def test_every_backbone_outputs_float32_distributions_under_mixed_precision(
+    backbone, mixed_precision):  # pylint: disable=unused-argument,redefined-outer-name
+  config = small_config(backbone)
+  nima = model.build_model(config)
+  images = pixels(config)
+  outputs = nima(model.preprocess_fn(backbone)(images), training=False)
+  assert nima.get_layer(model.BASE_LAYER).compute_dtype == "float16"
+  assert outputs.dtype == tf.float32
+  assert outputs.shape == (2, 10)
+  np.testing.assert_allclose(np.sum(outputs, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backbone, expected", [
+    ("mobilenet", [-1.0, 0.0, 1.0]),
+    ("mobilenet_v2", [-1.0, 0.0, 1.0]),
+    ("inception_resnet_v2", [-1.0, 0.0, 1.0]),
+    ("mobilenet_v3_small", [0.0, 127.5, 255.0]),
+    ("efficientnet_b0", [0.0, 127.5, 255.0]),
+    ("vgg16", [255.0 - 103.939, 127.5 - 116.779, 0.0 - 123.68]),
+])
+def test_preprocess_fn_maps_pixels_inside_tf_data(backbone, expected):
+  pixel = tf.constant([[[0.0, 127.5, 255.0]]])
+  dataset = tf.data.Dataset.from_tensors(pixel).map(model.preprocess_fn(backbone))
+  np.testing.assert_allclose(next(iter(dataset)).numpy().ravel(), expected, rtol=1e-5)
+
+
+def test_default_input_sizes():
+  assert model.ModelConfig().input_size == 224
+  assert model.ModelConfig("inception_resnet_v2").input_size == 299
+
+
+def test_unknown_backbone_is_rejected_with_choices():
+  with pytest.raises(ValueError, match="mobilenet_v2"):
+    model.get_backbone("resnet")
+
+
+def test_alpha_of_a_base_without_width_multiplier_is_rejected():
+  with pytest.raises(ValueError, match="alpha"):
+    model.build_model(small_config("vgg16", alpha=0.5))
+
+
+def test_imagenet_weights_are_refused_at_a_size_without_published_weights():
+  with pytest.raises(ValueError, match="image size 96"):
+    model.build_model(small_config(weights=model.IMAGENET))
+
+
+def test_offline_imagenet_download_names_both_alternatives(monkeypatch):
+  def offline_get_file(fname, origin=None, **unused_kwargs):
+    raise Exception(  # pylint: disable=broad-exception-raised
+        f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+  monkeypatch.setattr(file_utils, "get_file", offline_get_file)
+  config = small_config(image_size=128, weights=model.IMAGENET)
+  with pytest.raises(model.WeightsUnavailableError) as raised:
+    model.build_model(config)
+  assert "--weights=none" in str(raised.value)
+  assert "--weights=/path/to/file.weights.h5" in str(raised.value)
+
+
+def scramble(nima, seed=0):
+  """Scales every weight by a random positive factor, so none is at its init."""
+  rng = np.random.default_rng(seed)
+  for variable in nima.weights:
+    value = np.asarray(variable)
+    variable.assign(value * rng.uniform(0.5, 1.5, value.shape) + (value == 0) * 0.1)
+
+
+@pytest.mark.parametrize("directory", ["local", "ram://nima_weights"])
+def test_weights_file_restores_identical_outputs(tmp_path, directory):
+  config = small_config()
+  trained = model.build_model(config)
+  scramble(trained)
+  path = f"{tmp_path if directory == 'local' else directory}/nima.weights.h5"
+  trained.save_weights(path)
+  restored = model.build_model(small_config(weights=path))
+  for expected, actual in zip(trained.weights, restored.weights):
+    np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected))
+  images = model.preprocess_fn(config.backbone)(pixels(config))
+  expected_outputs = trained(images, training=False).numpy()
+  assert np.ptp(expected_outputs) > 1e-3
+  actual_outputs = restored(images, training=False).numpy()
+  np.testing.assert_array_equal(actual_outputs, expected_outputs)
+
+
+def test_missing_weights_file_is_reported():
+  with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
+    model.build_model(small_config(weights="/nonexistent/missing.weights.h5"))
+
+
+def test_weights_path_needs_weights_h5_suffix():
+  with pytest.raises(ValueError, match=".weights.h5"):
+    model.build_model(small_config(weights="/tmp/model.h5"))
+
+
+def test_freezing_the_base_leaves_only_the_head_trainable():
+  nima = model.build_model(small_config())
+  all_trainable = len(nima.trainable_weights)
+  model.set_base_trainable(nima, False)
+  assert len(nima.trainable_weights) == 2
+  model.set_base_trainable(nima, True)
+  assert len(nima.trainable_weights) == all_trainable > 2

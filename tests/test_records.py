@@ -1,0 +1,59 @@
+"""The TFRecord schema: writing, parsing in TensorFlow, reading back."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nima_tf import ratings
+from nima_tf import records
+
+RECORD = records.Record(image_id=953619, encoded=b"\xff\xd8jpeg", height=256, width=256,
+                        original_height=480, original_width=640, original_bytes=123456,
+                        counts=(0, 1, 5, 17, 38, 36, 15, 6, 5, 1), tags=(1, 22),
+                        challenge=1396)
+
+
+def test_serialize_then_deserialize_round_trips():
+  assert records.deserialize(records.serialize(RECORD)) == RECORD
+
+
+def test_parse_example_gives_normalized_histogram_mean_and_std():
+  parsed = records.parse_example(tf.constant(records.serialize(RECORD)))
+  histogram = np.array(RECORD.counts) / 124
+  np.testing.assert_allclose(parsed["histogram"].numpy(), histogram, rtol=1e-6)
+  assert parsed["mean"].numpy() == pytest.approx(ratings.mean_score(histogram), rel=1e-6)
+  assert parsed["std"].numpy() == pytest.approx(ratings.std_score(histogram), rel=1e-6)
+  assert parsed["num_votes"].numpy() == 124
+  assert parsed["image_id"].numpy() == 953619
+  assert parsed["encoded"].numpy() == b"\xff\xd8jpeg"
+  assert parsed["tags"].numpy().tolist() == [1, 22]
+
+
+def test_parse_example_parses_a_batch():
+  batch = tf.constant([records.serialize(RECORD)] * 3)
+  parsed = records.parse_example(batch)
+  assert parsed["histogram"].shape == (3, 10)
+  assert parsed["image_id"].numpy().tolist() == [953619] * 3
+
+
+def test_serialize_rejects_wrong_number_of_counts():
+  bad = records.Record(**{**RECORD.__dict__, "counts": (1, 2, 3)})
+  with pytest.raises(ValueError, match="10 counts"):
+    records.serialize(bad)
+
+
+def test_shard_name_and_pattern_agree():
+  name = records.shard_name("train", 3, 16)
+  assert name == "train-00003-of-00016.tfrecord"
+  assert tf.io.gfile.glob(records.shard_pattern("/nonexistent", "train")) == []
+  import fnmatch  # pylint: disable=g-import-not-at-top
+  assert fnmatch.fnmatch("/d/" + name, records.shard_pattern("/d", "train"))
+  assert not fnmatch.fnmatch("/d/" + name, records.shard_pattern("/d", "test"))
+
+
+def test_read_records_reads_every_shard(tmp_path):
+  for index in range(2):
+    with tf.io.TFRecordWriter(str(tmp_path / records.shard_name("test", index, 2))) as writer:
+      writer.write(records.serialize(
+          records.Record(**{**RECORD.__dict__, "image_id": index})))
+  assert sorted(r.image_id for r in records.read_records(str(tmp_path), "test")) == [0, 1]
