@@ -37,6 +37,7 @@ ESTIMATED_BYTES_PER_PIXEL = 0.6  # a 256x256 JPEG at quality 95 is ~40 KB.
 MIN_SHARDS = 16
 MIN_RECORDS_PER_SHARD = 64
 _REJECTED = "rejected"
+_FIELDS = "fields"
 _PROGRESS_EVERY = 500
 
 
@@ -60,16 +61,6 @@ class JobConfig:
   @property
   def staging_dir(self) -> str:
     return os.path.join(self.output_dir, f".staging-{self.run_id}")
-
-
-@dataclasses.dataclass(frozen=True)
-class BuiltRecord:
-  """A record ready to be written, with its split and summary fields."""
-
-  split: str
-  image_id: int
-  serialized: bytes
-  fields: Dict[str, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,35 +113,16 @@ class AssignSplitFn(beam.DoFn):
       yield splits.assign_split(image_id, in_test, self._validation_fraction), rows[0]
 
 
-class BuildRecordFn(beam.DoFn):
-  """(split, Row) -> BuiltRecord: reads, validates and resizes the image."""
-
-  def __init__(self, images_dir: str, image_size: int, limits: imaging.ImageLimits):
-    self._images_dir = images_dir
-    self._image_size = image_size
-    self._limits = limits
-    self._processed = 0
-
-  def process(self, element):
-    split, row = element
-    path = ava.image_path(self._images_dir, row.image_id)
-    try:
-      data = _read_file(path)
-      image = imaging.process(data, self._image_size, self._limits)
-    except ava.Rejected as rejected:
-      yield beam.pvalue.TaggedOutput(
-          _REJECTED, ava.Rejection(row.image_id, rejected.reason, rejected.detail))
-      return
-    record = records.Record(
-        image_id=row.image_id, encoded=image.encoded, height=image.height,
-        width=image.width, original_height=image.original_height,
-        original_width=image.original_width, original_bytes=image.original_bytes,
-        counts=row.counts, tags=row.tags, challenge=row.challenge)
-    self._processed += 1
-    if self._processed % _PROGRESS_EVERY == 0:
-      logging.info("worker processed %d images", self._processed)
-    yield BuiltRecord(split, row.image_id, records.serialize(record),
-                      dataset_info.record_fields(record))
+def build_record(row: ava.Row, images_dir: str, image_size: int,
+                 limits: imaging.ImageLimits) -> records.Record:
+  """Reads, validates and resizes the image of a row; raises `ava.Rejected`."""
+  image = imaging.process(_read_file(ava.image_path(images_dir, row.image_id)), image_size,
+                          limits)
+  return records.Record(
+      image_id=row.image_id, encoded=image.encoded, height=image.height, width=image.width,
+      original_height=image.original_height, original_width=image.original_width,
+      original_bytes=image.original_bytes, counts=row.counts, tags=row.tags,
+      challenge=row.challenge)
 
 
 def _read_file(path: str) -> bytes:
@@ -165,26 +137,45 @@ def _read_file(path: str) -> bytes:
 
 
 class WriteShardFn(beam.DoFn):
-  """((split, shard), serialized records) -> one TFRecord file in staging."""
+  """((split, shard), rows) -> one TFRecord file in staging.
 
-  def __init__(self, staging_dir: str, num_shards: Dict[str, int]):
-    self._staging_dir = staging_dir
+  The images are read, validated and resized here, one at a time, so only the
+  small rows go through the shuffle and memory does not grow with the data.
+  Emits a `ShardInfo`, and on side outputs the rejections and the summary
+  fields of every record.
+  """
+
+  def __init__(self, config: JobConfig, num_shards: Dict[str, int]):
+    self._config = config
     self._num_shards = num_shards
+    self._processed = 0
 
   def setup(self):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     self._tf = tf
 
   def process(self, element):
-    (split, index), serialized = element
-    path = os.path.join(self._staging_dir,
+    (split, index), rows = element
+    config = self._config
+    path = os.path.join(config.staging_dir,
                         records.shard_name(split, index, self._num_shards[split]))
     count = size = 0
     with self._tf.io.TFRecordWriter(path) as writer:
-      for example in serialized:
-        writer.write(example)
+      for row in rows:
+        try:
+          record = build_record(row, config.images, config.image_size, config.limits)
+        except ava.Rejected as rejected:
+          yield beam.pvalue.TaggedOutput(
+              _REJECTED, ava.Rejection(row.image_id, rejected.reason, rejected.detail))
+          continue
+        serialized = records.serialize(record)
+        writer.write(serialized)
         count += 1
-        size += len(example)
+        size += len(serialized)
+        yield beam.pvalue.TaggedOutput(_FIELDS, dataset_info.record_fields(record))
+        self._processed += 1
+        if self._processed % _PROGRESS_EVERY == 0:
+          logging.info("worker processed %d images", self._processed)
     _counter(f"records_{split}").inc(count)
     yield ShardInfo(split, index, count, size)
 
@@ -372,23 +363,18 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig,
             | "JoinOnId" >> beam.CoGroupByKey())
   assigned = (joined | "AssignSplits" >> beam.ParDo(
       AssignSplitFn(config.validation_fraction)).with_outputs(_REJECTED, main="rows"))
-  built = (assigned.rows
-           | "SpreadImageWork" >> beam.Reshuffle()
-           | "BuildRecords" >> beam.ParDo(
-               BuildRecordFn(config.images, config.image_size, config.limits)).with_outputs(
-                   _REJECTED, main="records"))
-
-  shard_infos = (
-      built.records
-      | "KeyByShard" >> beam.Map(lambda r: ((r.split, splits.assign_shard(
-          r.image_id, num_shards[r.split])), r.serialized))
+  written = (
+      assigned.rows
+      | "KeyByShard" >> beam.Map(
+          lambda element: ((element[0], splits.assign_shard(
+              element[1].image_id, num_shards[element[0]])), element[1]))
       | "GroupShards" >> beam.GroupByKey()
-      | "WriteShards" >> beam.ParDo(WriteShardFn(config.staging_dir, num_shards)))
-  summaries = (built.records
-               | "Fields" >> beam.Map(lambda r: r.fields)
-               | "Summarize" >> beam.CombineGlobally(SummarizeFn()))
+      | "WriteShards" >> beam.ParDo(WriteShardFn(config, num_shards)).with_outputs(
+          _REJECTED, _FIELDS, main="shards"))
+  shard_infos = written.shards
+  summaries = written[_FIELDS] | "Summarize" >> beam.CombineGlobally(SummarizeFn())
 
-  rejections = ((parsed[_REJECTED], assigned[_REJECTED], built[_REJECTED])
+  rejections = ((parsed[_REJECTED], assigned[_REJECTED], written[_REJECTED])
                 | "AllRejections" >> beam.Flatten())
   rejected_counts = (rejections
                      | "RejectReasons" >> beam.Map(lambda r: r.reason.value)
