@@ -22,6 +22,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import StandardOptions
 
 from nima_tf import ava
 from nima_tf import dataset_info
@@ -401,11 +402,24 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig,
               summaries=beam.pvalue.AsSingleton(summaries)))
 
 
+def _local_runner(options: PipelineOptions):
+  """Beam's Python FnApiRunner when the DirectRunner is asked for, else None.
+
+  Beam 2.77's DirectRunner first tries to download and start its Go "Prism"
+  runner, which ignores `--direct_running_mode` and `--direct_num_workers` and
+  needs the internet; the FnApiRunner it falls back to honours both, offline.
+  """
+  if options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct"):
+    from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
+    return fn_runner.FnApiRunner()
+  return None
+
+
 def run(config: JobConfig, beam_args: Iterable[str] = ()) -> dict:
   """Runs the job to completion; returns the content of dataset_info.json."""
   options = PipelineOptions(list(beam_args))
   start = time.time()
-  pipeline = beam.Pipeline(options=options)
+  pipeline = beam.Pipeline(runner=_local_runner(options), options=options)
   build_pipeline(pipeline, config, plan_job(config))
   result = pipeline.run()
   result.wait_until_finish()
