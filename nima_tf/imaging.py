@@ -10,6 +10,7 @@ import io
 
 from PIL import Image
 from PIL import ImageOps
+from PIL import UnidentifiedImageError
 
 from nima_tf import ava
 
@@ -56,6 +57,9 @@ def open_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
     image = Image.open(io.BytesIO(data))
   except Image.DecompressionBombError as error:
     raise ava.Rejected(ava.Reason.TOO_LARGE, str(error)) from None
+  except UnidentifiedImageError:
+    raise ava.Rejected(ava.Reason.UNDECODABLE,
+                       "not an image Pillow reads: unknown file format") from None
   except (OSError, SyntaxError, ValueError) as error:
     raise ava.Rejected(ava.Reason.UNDECODABLE, f"not an image Pillow reads: {error}") from None
   width, height = image.size

@@ -1,0 +1,330 @@
+r"""Scores every record of a split with a trained NIMA, and reports how well it did.
+
+  python -m nima_tf.evaluate                                   # the sample's run
+  python -m nima_tf.evaluate --model_dir=gs://b/runs/1 [--records_dir=gs://b/records] \
+      [--split=test] [--output_dir=...]
+
+Images are decoded as in evaluation during training (`data.decode_eval`: the
+whole stored image resized to the input size, no augmentation), so the
+figures are those `train` reports. Writes to `--output_dir` (default
+`<model_dir>/evaluation/<split>`):
+
+* `predictions.csv`: one row per image: `image_id`, `true_mean`, `true_std`,
+  `pred_mean`, `pred_std`, then the distributions `true_p1..true_p10` and
+  `pred_p1..pred_p10`;
+* `metrics.json`: `metrics.summarize` of all of them (count, EMD, accuracy at
+  the threshold 5, LCC and SRCC of the mean scores and of the stds);
+* `accuracy_by_bin.csv` and `report.md` with three PNG figures: predicted and
+  true mean scores overlaid, predicted against true, and accuracy by true
+  score bin (AVA's extremes are rare and hard); the report sets the run beside
+  NIMA's published results on the official AVA test split.
+"""
+
+import dataclasses
+import io
+import json
+import os
+from typing import Dict, List
+
+from absl import app
+from absl import flags
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tqdm
+
+from nima_tf import data
+from nima_tf import metrics
+from nima_tf import ratings
+from nima_tf import records
+from nima_tf import scoring
+from nima_tf import train
+
+PREDICTIONS_FILE = "predictions.csv"
+METRICS_FILE = "metrics.json"
+BINS_FILE = "accuracy_by_bin.csv"
+REPORT_FILE = "report.md"
+DISTRIBUTIONS_FIGURE = "score_distributions.png"
+SCATTER_FIGURE = "predicted_vs_true.png"
+BINS_FIGURE = "accuracy_by_bin.png"
+TRUE_COLUMNS = [f"true_p{score}" for score in range(1, ratings.NUM_BINS + 1)]
+PRED_COLUMNS = [f"pred_p{score}" for score in range(1, ratings.NUM_BINS + 1)]
+PUBLISHED_SOURCE = ("Talebi & Milanfar 2018, \"NIMA: Neural Image Assessment\", "
+                    "IEEE Transactions on Image Processing 27(8)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedResult:
+  """NIMA's figures on the official AVA test split, as published."""
+
+  base: str
+  accuracy: float
+  lcc_mean: float
+  srcc_mean: float
+  emd: float
+
+
+PUBLISHED = (
+    PublishedResult("MobileNet", 0.8036, 0.518, 0.510, 0.081),
+    PublishedResult("VGG16", 0.8060, 0.610, 0.592, 0.051),
+    PublishedResult("Inception-v2", 0.8151, 0.638, 0.612, 0.050),
+)
+
+
+def predict_records(scorer: scoring.Scorer, records_dir: str, split: str,
+                    batch_size: int = 64) -> pd.DataFrame:
+  """Scores every record of `split`: the rows of `predictions.csv`, in file order."""
+  ids, true_dist, pred_dist = [], [], []
+  batches = scoring.record_pixels(records_dir, split, scorer.input_size, batch_size)
+  total = data.num_examples(records_dir, split)
+  with tqdm.tqdm(total=total, unit="img", desc=f"Scoring {split}",
+                 disable=total < batch_size) as progress:
+    for batch in batches:
+      pred_dist.append(scorer.compiled_scores(batch["pixels"])["distribution"].numpy())
+      true_dist.append(batch["histogram"].numpy())
+      ids.append(batch["image_id"].numpy())
+      progress.update(len(ids[-1]))
+  if not ids:
+    raise ValueError(f"the {split} split of {records_dir} holds no records")
+  return predictions_frame(np.concatenate(ids), np.concatenate(true_dist),
+                           np.concatenate(pred_dist))
+
+
+def predictions_frame(image_ids, true_dist, pred_dist) -> pd.DataFrame:
+  """The table of `predictions.csv` from ids and true and predicted distributions (N, 10)."""
+  true_dist = np.asarray(true_dist, dtype=np.float64)
+  pred_dist = np.asarray(pred_dist, dtype=np.float64)
+  frame = pd.DataFrame({
+      "image_id": np.asarray(image_ids, dtype=np.int64),
+      "true_mean": ratings.mean_score(true_dist),
+      "true_std": ratings.std_score(true_dist),
+      "pred_mean": ratings.mean_score(pred_dist),
+      "pred_std": ratings.std_score(pred_dist),
+  })
+  return pd.concat([frame, pd.DataFrame(true_dist, columns=TRUE_COLUMNS),
+                    pd.DataFrame(pred_dist, columns=PRED_COLUMNS)], axis=1)
+
+
+def summarize(predictions: pd.DataFrame) -> dict:
+  """`metrics.json`: the evaluation metrics of a predictions table."""
+  return metrics.summarize(predictions[TRUE_COLUMNS].to_numpy(),
+                           predictions[PRED_COLUMNS].to_numpy())
+
+
+def accuracy_by_bin(predictions: pd.DataFrame) -> pd.DataFrame:
+  """Per true-score bin (`ratings.score_bin`; bin k holds means in [k+1, k+2)).
+
+  Columns: `bin`, `scores` (its range; the last bin holds 10 only), `images`,
+  `accuracy` (binary, at 5), `mean_abs_error` of the mean score, `true_mean`
+  and `pred_mean` (averages). Empty bins have NaN figures.
+  """
+  true_mean = predictions["true_mean"].to_numpy()
+  pred_mean = predictions["pred_mean"].to_numpy()
+  bins = ratings.score_bin(true_mean)
+  agree = metrics.is_high_quality(true_mean) == metrics.is_high_quality(pred_mean)
+  rows = []
+  for index in range(ratings.NUM_BINS):
+    inside = bins == index
+    rows.append({
+        "bin": index,
+        "scores": f"{index + 1}-{index + 2}" if index + 1 < ratings.NUM_BINS else "10",
+        "images": int(inside.sum()),
+        "accuracy": agree[inside].mean() if inside.any() else np.nan,
+        "mean_abs_error": np.abs(pred_mean - true_mean)[inside].mean() if inside.any() else np.nan,
+        "true_mean": true_mean[inside].mean() if inside.any() else np.nan,
+        "pred_mean": pred_mean[inside].mean() if inside.any() else np.nan,
+    })
+  return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportContext:
+  """What was evaluated, for the report's text."""
+
+  model_path: str
+  backbone: str
+  input_size: int
+  records_dir: str
+  split: str
+
+
+def _figures(predictions: pd.DataFrame, by_bin: pd.DataFrame, summary: dict) -> Dict[str, bytes]:
+  """The report's PNG figures, by file name."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  true_mean, pred_mean = predictions["true_mean"], predictions["pred_mean"]
+  figures = {}
+
+  def save(name, figure):
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    figures[name] = buffer.getvalue()
+
+  figure, axes = plt.subplots(figsize=(6, 4))
+  edges = np.linspace(1, 10, 37)
+  axes.hist(true_mean, bins=edges, alpha=0.6, label=f"true (sd {true_mean.std():.2f})")
+  axes.hist(pred_mean, bins=edges, alpha=0.6, label=f"predicted (sd {pred_mean.std():.2f})")
+  axes.axvline(metrics.QUALITY_THRESHOLD, color="black", linestyle=":", linewidth=1)
+  axes.set(title=f"Mean scores (n={len(predictions)})", xlabel="mean score", ylabel="images")
+  axes.legend()
+  save(DISTRIBUTIONS_FIGURE, figure)
+
+  figure, axes = plt.subplots(figsize=(5, 5))
+  axes.scatter(true_mean, pred_mean, s=6, alpha=0.4)
+  low = min(true_mean.min(), pred_mean.min()) - 0.2
+  high = max(true_mean.max(), pred_mean.max()) + 0.2
+  axes.plot([low, high], [low, high], color="black", linewidth=1, label="predicted = true")
+  axes.axvline(metrics.QUALITY_THRESHOLD, color="grey", linestyle=":", linewidth=1)
+  axes.axhline(metrics.QUALITY_THRESHOLD, color="grey", linestyle=":", linewidth=1)
+  axes.set(xlim=(low, high), ylim=(low, high), xlabel="true mean score",
+           ylabel="predicted mean score",
+           title=f"LCC {summary['lcc_mean']:.3f}, SRCC {summary['srcc_mean']:.3f}")
+  axes.legend(loc="upper left")
+  save(SCATTER_FIGURE, figure)
+
+  figure, axes = plt.subplots(figsize=(7, 4))
+  bars = axes.bar(by_bin["bin"], by_bin["accuracy"].fillna(0.0), color="tab:blue")
+  axes.bar_label(bars, labels=[f"n={n}" for n in by_bin["images"]], fontsize=8)
+  axes.set_xticks(by_bin["bin"], by_bin["scores"])
+  axes.axhline(summary["accuracy"], color="black", linestyle="--", linewidth=1,
+               label=f"overall {summary['accuracy']:.1%}")
+  axes.set(ylim=(0, 1.3), xlabel="true mean score bin", ylabel="accuracy (threshold 5)",
+           title="Accuracy by true score")
+  axes.legend(loc="upper left")
+  save(BINS_FIGURE, figure)
+  return figures
+
+
+def _number(value: float, percent: bool = False) -> str:
+  if value is None or np.isnan(value):
+    return "n/a"
+  return f"{value:.2%}" if percent else f"{value:.3f}"
+
+
+def report_markdown(summary: dict, by_bin: pd.DataFrame, context: ReportContext) -> str:
+  """`report.md`: the metrics, the figures, the bins and the published results."""
+  where = f"the `{context.split}` split of `{context.records_dir}`"
+  lines = [
+      "# NIMA evaluation",
+      "",
+      f"Model `{context.model_path}` ({context.backbone}, {context.input_size} px input), "
+      f"scored on {where}: {summary['count']} images, each stored image resized whole to "
+      "the input size, as in evaluation during training.",
+      "",
+      "## Metrics",
+      "",
+      "| metric | value |",
+      "| --- | --- |",
+      f"| accuracy (true and predicted mean scores on the same side of 5) | "
+      f"{_number(summary['accuracy'], percent=True)} |",
+      f"| EMD (r = 2) | {_number(summary['emd'])} |",
+      f"| LCC / SRCC of the mean score | {_number(summary['lcc_mean'])} / "
+      f"{_number(summary['srcc_mean'])} |",
+      f"| LCC / SRCC of the standard deviation | {_number(summary['lcc_std'])} / "
+      f"{_number(summary['srcc_std'])} |",
+      "",
+      "## Beside the published results",
+      "",
+      "| model | evaluated on | accuracy | LCC (mean) | SRCC (mean) | EMD |",
+      "| --- | --- | --- | --- | --- | --- |",
+      f"| this run ({context.backbone}) | {where} | {_number(summary['accuracy'], percent=True)} "
+      f"| {_number(summary['lcc_mean'])} | {_number(summary['srcc_mean'])} "
+      f"| {_number(summary['emd'])} |",
+  ]
+  lines += [f"| NIMA {result.base}: **published** | official AVA test split | "
+            f"{_number(result.accuracy, percent=True)} | {result.lcc_mean:.3f} | "
+            f"{result.srcc_mean:.3f} | {result.emd:.3f} |" for result in PUBLISHED]
+  lines += [
+      "",
+      f"Published figures: {PUBLISHED_SOURCE}, on the official AVA test split. They are "
+      "comparable with this run only when it was trained on AVA and evaluated on that split "
+      "(the `test` split of records built from the AVA download).",
+      "",
+      "## Predicted and true mean scores",
+      "",
+      f"![Mean scores]({DISTRIBUTIONS_FIGURE})",
+      "",
+      f"![Predicted against true]({SCATTER_FIGURE})",
+      "",
+      "## Accuracy by true score",
+      "",
+      "AVA's mean scores crowd around 5.5: the bins far from it are rare, and a model that "
+      "regresses to the average does worst there.",
+      "",
+      "| true mean score | images | accuracy | mean abs. error of the mean | "
+      "average true mean | average predicted mean |",
+      "| --- | --- | --- | --- | --- | --- |",
+  ]
+  lines += [f"| {row.scores} | {row.images} | {_number(row.accuracy, percent=True)} | "
+            f"{_number(row.mean_abs_error)} | {_number(row.true_mean)} | "
+            f"{_number(row.pred_mean)} |" for row in by_bin.itertuples()]
+  lines += ["", f"![Accuracy by true score]({BINS_FIGURE})", ""]
+  return "\n".join(lines)
+
+
+def write_outputs(output_dir: str, predictions: pd.DataFrame, context: ReportContext) -> dict:
+  """Writes predictions, metrics, the bins table and the report; returns the metrics."""
+  summary = summarize(predictions)
+  by_bin = accuracy_by_bin(predictions)
+  tf.io.gfile.makedirs(output_dir)
+  texts = {
+      PREDICTIONS_FILE: predictions.to_csv(index=False),
+      METRICS_FILE: json.dumps(summary, indent=2),
+      BINS_FILE: by_bin.to_csv(index=False),
+      REPORT_FILE: report_markdown(summary, by_bin, context),
+  }
+  for name, text in texts.items():
+    with tf.io.gfile.GFile(os.path.join(output_dir, name), "w") as f:
+      f.write(text)
+  for name, png in _figures(predictions, by_bin, summary).items():
+    with tf.io.gfile.GFile(os.path.join(output_dir, name), "wb") as f:
+      f.write(png)
+  return summary
+
+
+def evaluate(scorer: scoring.Scorer, records_dir: str, split: str, output_dir: str,
+             batch_size: int = 64) -> dict:
+  """Scores the split, writes every output to `output_dir`; returns the metrics."""
+  predictions = predict_records(scorer, records_dir, split, batch_size)
+  context = ReportContext(model_path=scorer.model_path, backbone=scorer.backbone,
+                          input_size=scorer.input_size, records_dir=records_dir, split=split)
+  return write_outputs(output_dir, predictions, context)
+
+
+def define_flags() -> None:
+  """The command line; `main` needs it, importers (tests, other tools) do not."""
+  flags.DEFINE_string(
+      "model_dir", None, "Output folder of `python -m nima_tf.train`, or a .keras file "
+      "(local or gs://). Default: the sample's run, " + train.sample_output_dir())
+  flags.DEFINE_string("records_dir", None,
+                      "Records folder. Default: the records the model was trained on.")
+  flags.DEFINE_enum("split", records.SPLITS[2], records.SPLITS, "Split to score.")
+  flags.DEFINE_string("output_dir", None,
+                      "Where results go. Default: <model_dir>/evaluation/<split>.")
+  flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
+
+
+def main(argv: List[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  values = flags.FLAGS
+  try:
+    scorer = scoring.load(values.model_dir or train.sample_output_dir())
+    records_dir = scoring.records_dir_of(scorer, values.records_dir)
+  except (FileNotFoundError, ValueError) as error:
+    raise app.UsageError(str(error)) from None
+  output_dir = values.output_dir or os.path.join(scorer.run_dir, "evaluation", values.split)
+  summary = evaluate(scorer, records_dir, values.split, output_dir, values.batch_size)
+  print(f"{summary['count']} images: accuracy {summary['accuracy']:.2%}, EMD "
+        f"{summary['emd']:.4f}, LCC/SRCC mean {summary['lcc_mean']:.3f}/"
+        f"{summary['srcc_mean']:.3f}, std {summary['lcc_std']:.3f}/{summary['srcc_std']:.3f}")
+  print(f"Predictions, metrics and report in {output_dir}", flush=True)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
