@@ -26,5 +26,6 @@ setuptools.setup(
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4"],
         "cloud": ["google-cloud-aiplatform>=1.100,<2"],
+        "bench": ["psutil>=5.9", "py-spy>=0.3"],
     },
 )

@@ -80,13 +80,16 @@ def decode_rgb(image: Image.Image, draft_size: int = 0) -> Image.Image:
   decoded by libjpeg at the smallest power-of-two reduction that still keeps
   both sides at least `draft_size` px: every byte is still decoded, so corrupt
   files are still caught, at a fraction of the cost for large originals.
-  Raises `ava.Rejected` (undecodable) when the pixel data is broken.
+  Raises `ava.Rejected` (undecodable) when the pixel data is broken. The
+  opened image is decoded and turned upright in place, and an image that is
+  already RGB is returned as is: two copies of the full-size pixels cost up
+  to a fifth of the time per image.
   """
   try:
     if draft_size and image.format == "JPEG":
       image.draft("RGB", (draft_size, draft_size))
     image.load()
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)
     if image.mode in ("RGBA", "LA", "PA") or (
         image.mode == "P" and "transparency" in image.info):
       rgba = image.convert("RGBA")
@@ -95,7 +98,7 @@ def decode_rgb(image: Image.Image, draft_size: int = 0) -> Image.Image:
       return background
     if image.mode.startswith("I;16") or image.mode == "I":
       image = image.point(lambda value: value * (1 / 256)).convert("L")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
     raise ava.Rejected(ava.Reason.UNDECODABLE, f"pixel data is broken: {error}") from None
 
