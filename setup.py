@@ -12,6 +12,7 @@ setuptools.setup(
                                                "launch"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        "tensorboard>=2.21,<2.22",
         "keras>=3.15,<3.16",
         "apache-beam[gcp]>=2.77,<2.78",
         "numpy>=1.26,<3",

@@ -1,0 +1,180 @@
+"""Tests of the input pipeline: shapes, values, augmentation, order, subsets, sharding."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nima_tf import data
+from nima_tf import ratings
+from nima_tf import records
+from tests import record_fixtures
+
+STORED = 64
+SIZE = 32
+
+
+def gradient(value: int = 128) -> np.ndarray:
+  """A stored image whose red channel is the column and green the row (0..252)."""
+  ramp = np.arange(STORED, dtype=np.uint8) * 4
+  pixels = np.full((STORED, STORED, 3), value, np.uint8)
+  pixels[..., 0] = ramp[None, :]
+  pixels[..., 1] = ramp[:, None]
+  return pixels
+
+
+def distinct_records(num: int, means=None):
+  """Records whose histograms tell them apart, with the given mean scores."""
+  means = means if means is not None else [5.0] * num
+  return [record_fixtures.make_record(
+      i + 1, gradient(value=(17 * i) % 256),
+      np.add(record_fixtures.counts_for_mean(mean), [0] * 9 + [i])) for i, mean in
+          enumerate(means)]
+
+
+def key(histogram) -> int:
+  """Which of `distinct_records` a histogram is (its last bin holds i extra votes)."""
+  return int(round(float(histogram[-1]) * 1e4))
+
+
+@pytest.fixture(name="records_dir")
+def fixture_records_dir(tmp_path):
+  """10 training and 5 test records in 3 shards each."""
+  path = str(tmp_path / "records")
+  record_fixtures.write_records(path, {records.SPLITS[0]: distinct_records(10),
+                                       records.SPLITS[2]: distinct_records(5)}, num_shards=3)
+  return path
+
+
+def config(**overrides) -> data.InputConfig:
+  return data.InputConfig(**{"image_size": SIZE, "global_batch_size": 4, **overrides})
+
+
+def features_of(record):
+  return records.parse_example(tf.constant(records.serialize(record)))
+
+
+def test_training_batches_are_full_and_shaped_for_the_model(records_dir):
+  batches = list(data.make_dataset(records_dir, "train", config(), training=True).take(5))
+  for images, histograms in batches:
+    assert images.shape == (4, SIZE, SIZE, 3) and images.dtype == tf.float32
+    assert histograms.shape == (4, ratings.NUM_BINS) and histograms.dtype == tf.float32
+    np.testing.assert_allclose(tf.reduce_sum(histograms, axis=1), 1.0, rtol=1e-5)
+
+
+def test_pixels_get_the_backbone_preprocessing(records_dir):
+  images, _ = next(iter(data.make_dataset(records_dir, "test", config())))
+  # MobileNet scales 0..255 to -1..1; the gradients span nearly all of it.
+  assert -1.0 <= float(tf.reduce_min(images)) < -0.9
+  assert 0.9 < float(tf.reduce_max(images)) <= 1.0
+
+
+def test_evaluation_is_one_deterministic_pass_with_a_partial_batch(records_dir):
+  dataset = data.make_dataset(records_dir, "test", config())
+  first = [(images.numpy(), labels.numpy()) for images, labels in dataset]
+  second = [(images.numpy(), labels.numpy()) for images, labels in dataset]
+  assert [len(labels) for _, labels in first] == [4, 1]
+  for (images_a, labels_a), (images_b, labels_b) in zip(first, second, strict=True):
+    np.testing.assert_array_equal(images_a, images_b)
+    np.testing.assert_array_equal(labels_a, labels_b)
+
+
+def test_crop_windows_are_random_and_inside_the_image():
+  windows = np.array([data.crop_window(tf.constant(STORED, tf.int64),
+                                       tf.constant(STORED, tf.int64), SIZE,
+                                       tf.constant([seed, 7], tf.int64)).numpy()
+                      for seed in range(40)])
+  side = round(data.CROP_FRACTION * STORED)
+  assert (windows[:, 2:] == side).all()
+  assert (windows[:, :2] >= 0).all() and (windows[:, :2] <= STORED - side).all()
+  assert len(set(map(tuple, windows[:, :2]))) > 10
+
+
+def test_decode_train_crops_and_flips_as_its_seed_says():
+  features = features_of(distinct_records(1)[0])
+  images = [data.decode_train(features, SIZE, tf.constant([seed, 0], tf.int64)).numpy()
+            for seed in range(20)]
+  np.testing.assert_array_equal(
+      images[3], data.decode_train(features, SIZE, tf.constant([3, 0], tf.int64)).numpy())
+  red_slopes = [np.sign(image[:, -1, 0].mean() - image[:, 0, 0].mean()) for image in images]
+  assert {-1, 1} <= set(red_slopes)  # some crops are flipped left-right, some not
+  top_left_green = {int(round(image[0, 0, 1] / 4)) for image in images}
+  assert len(top_left_green) > 3  # vertical offsets vary
+  assert all(image.shape == (SIZE, SIZE, 3) and 0 <= image.min() and image.max() <= 255
+             for image in images)
+
+
+def test_training_stream_augments_each_pass_differently(tmp_path):
+  path = str(tmp_path / "one")
+  record_fixtures.write_records(path, {"train": distinct_records(1)}, num_shards=1)
+  images = [image.numpy() for image, _ in
+            data.make_dataset(path, "train", config(global_batch_size=1), training=True).take(8)]
+  assert len({image.tobytes() for image in images}) > 4
+
+
+def test_seeded_training_streams_are_reproducible(records_dir):
+  def first_batches(seed):
+    dataset = data.make_dataset(records_dir, "train", config(seed=seed), training=True)
+    return [images.numpy() for images, _ in dataset.take(3)]
+
+  for a, b in zip(first_batches(5), first_batches(5)):
+    np.testing.assert_array_equal(a, b)
+  assert any((a != b).any() for a, b in zip(first_batches(5), first_batches(6)))
+
+
+def test_decode_eval_resizes_the_whole_image():
+  image = data.decode_eval(features_of(distinct_records(1)[0]), SIZE).numpy()
+  assert image.shape == (SIZE, SIZE, 3)
+  assert image[:, 0, 0].mean() < 10 and image[:, -1, 0].mean() > 240
+  assert image[0, :, 1].mean() < 10 and image[-1, :, 1].mean() > 240
+
+
+def test_samples_per_bin_keeps_at_most_n_of_each_rating_bin(tmp_path):
+  path = str(tmp_path / "skewed")
+  means = [5.5] * 9 + [3.5] * 4 + [7.5] * 2
+  record_fixtures.write_records(path, {"train": distinct_records(len(means), means)},
+                                num_shards=3)
+  balanced = config(samples_per_bin=3, global_batch_size=1)
+  labels = np.concatenate([y for _, y in data.make_dataset(path, "train", balanced)])
+  bins = ratings.score_bin(ratings.mean_score(labels))
+  assert sorted(np.bincount(bins, minlength=10).tolist()) == [0] * 7 + [2, 3, 3]
+  assert data.num_examples(path, "train", samples_per_bin=3) == 8
+
+  stream = data.make_dataset(path, "train", balanced, training=True).take(8 * 3)
+  seen = {key(y[0]) for _, y in stream}
+  assert seen == {key(label) for label in labels}  # the same subset every epoch
+
+
+@pytest.mark.parametrize("num_shards", [4, 1])
+def test_input_pipelines_read_disjoint_shares_of_everything(tmp_path, num_shards):
+  path = str(tmp_path / "records")
+  everything = distinct_records(12)
+  record_fixtures.write_records(path, {"test": everything}, num_shards=num_shards)
+  shares = []
+  for pipeline in range(2):
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
+                                         num_replicas_in_sync=2)
+    dataset = data.make_dataset(path, "test", config(), input_context=context)
+    shares.append([key(label) for _, labels in dataset for label in labels.numpy()])
+  assert not set(shares[0]) & set(shares[1])
+  assert sorted(shares[0] + shares[1]) == sorted(key(r.histogram) for r in everything)
+
+
+def test_pipelines_shard_by_file_only_with_a_file_each():
+  assert data.shard_by_file(num_files=16, num_input_pipelines=4)
+  assert data.shard_by_file(num_files=4, num_input_pipelines=4)
+  assert not data.shard_by_file(num_files=3, num_input_pipelines=4)
+
+
+def test_each_replica_gets_its_share_of_the_global_batch(records_dir):
+  strategy = tf.distribute.MirroredStrategy(
+      [device.name for device in tf.config.list_logical_devices("CPU")[:2]])
+  dataset = data.distributed_dataset(strategy, records_dir, "train",
+                                     config(global_batch_size=8), training=True)
+  images, histograms = next(iter(dataset))
+  assert [t.shape[0] for t in strategy.experimental_local_results(images)] == [4, 4]
+  assert [t.shape[0] for t in strategy.experimental_local_results(histograms)] == [4, 4]
+
+
+def test_missing_records_raise_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="build_records"):
+    data.make_dataset(str(tmp_path), "train", config())
