@@ -263,7 +263,7 @@ def machine_load() -> str:
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]],
                 notes: Sequence[str] = ()) -> None:
-  """Prints a markdown table (pasted as is into RESULTS.md), with notes under it."""
+  """Prints a markdown table (pasted as is into BUILD_NOTES.md), with notes under it."""
   widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows)]
 
   def line(cells):

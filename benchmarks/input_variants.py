@@ -5,7 +5,7 @@ r"""Where `nima_tf.data`'s training pipeline spends its CPU: variants of it, sid
 Each variant changes one thing of the training input (same records, crops,
 flips, batch size) and is timed as `input_pipeline.py` times it, in images
 per CPU-second. They are the evidence for the changes proposed to
-`nima_tf/data.py` in benchmarks/RESULTS.md, not a second input pipeline.
+`nima_tf/data.py` in BUILD_NOTES.md, not a second input pipeline.
 
 * uint8: flips the decoded crop as uint8 and delivers uint8 batches; the
   cast and the base's preprocessing move into the model (on the accelerator).
