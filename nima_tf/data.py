@@ -8,12 +8,15 @@ decoder and the batching:
   `CROP_FRACTION` of each side, resized to the model's input size when the
   two differ, and a random horizontal flip. At the default sizes (256 px
   stored, 224 px input) this is NIMA's augmentation exactly: a 224 x 224
-  random crop of the 256 x 256 image, and no resize;
+  random crop of the 256 x 256 image, and no resize. Crops stay uint8
+  through the flip and batching (a resized crop is rounded to uint8), a
+  quarter of the bytes of float32;
 * evaluation (`decode_eval`): the whole stored image resized to the input
   size, NIMA's convention (the training crops see 7/8 of the image at the
   same scale);
 * both then apply the base model's own preprocessing,
-  `model.preprocess_fn(config.backbone)`, to float32 pixels in 0..255.
+  `model.preprocess_fn(config.backbone)`, to float32 pixels in 0..255, once
+  per batch.
 
 Training streams are endless (`repeat`), shuffled at two levels (the file
 list, then a record buffer), read with a parallel interleave over shards,
@@ -64,6 +67,10 @@ class InputConfig:
   `global_batch_size` is the batch of one step over all replicas and
   workers. `samples_per_bin` None keeps every image. `seed` None gives the
   fastest, non-deterministic training stream; a seed makes it reproducible.
+  `cache` keeps this pipeline's parsed records (JPEG bytes and labels) in
+  memory after the first pass, for data that fits: later epochs skip reading
+  and parsing, and replay the first epoch's file order (records are still
+  shuffled through the buffer and augmented anew).
   """
 
   image_size: int = 224
@@ -72,6 +79,7 @@ class InputConfig:
   shuffle_buffer: int = 2048
   samples_per_bin: Optional[int] = None
   seed: Optional[int] = None
+  cache: bool = False
 
   def __post_init__(self):
     if self.image_size < 1 or self.global_batch_size < 1 or self.shuffle_buffer < 1:
@@ -145,11 +153,11 @@ def crop_window(height, width, image_size: int, seed):
 
 
 def decode_train(features: dict, image_size: int, seed):
-  """A random crop, resized to `image_size` if needed, randomly flipped: float32 0..255."""
+  """A random crop, resized to `image_size` if needed, randomly flipped: uint8."""
   crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   window = crop_window(features["height"], features["width"], image_size, crop_seed)
   image = tf.io.decode_and_crop_jpeg(features["encoded"], window, channels=3)
-  image = _resize(image, image_size)
+  image = _resize(image, image_size, tf.uint8)
   return tf.image.stateless_random_flip_left_right(image, flip_seed)
 
 
@@ -158,12 +166,19 @@ def decode_eval(features: dict, image_size: int):
   return _resize(tf.io.decode_jpeg(features["encoded"], channels=3), image_size)
 
 
-def _resize(image, image_size: int):
-  """uint8 (h, w, 3) -> float32 (image_size, image_size, 3); no resampling when sizes match."""
+def _resize(image, image_size: int, dtype: tf.DType = tf.float32):
+  """uint8 (h, w, 3) -> `dtype` (image_size, image_size, 3); no resampling when sizes match.
+
+  A resampled image is rounded to the nearest level when `dtype` is an integer.
+  """
+
+  def resample():
+    resized = tf.image.resize(image, [image_size, image_size])
+    return tf.saturate_cast(tf.round(resized), dtype) if dtype.is_integer else resized
+
   shape = tf.shape(image)
   same = tf.logical_and(shape[0] == image_size, shape[1] == image_size)
-  image = tf.cond(same, lambda: tf.cast(image, tf.float32),
-                  lambda: tf.image.resize(image, [image_size, image_size]))
+  image = tf.cond(same, lambda: tf.cast(image, dtype), resample)
   return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
@@ -216,6 +231,8 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
   if not balanced:
     dataset = dataset.map(records.parse_example, num_parallel_calls=AUTOTUNE,
                           deterministic=ordered)
+  if config.cache:
+    dataset = dataset.cache()
 
   if training:
     dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed,
@@ -234,8 +251,9 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
   dataset = dataset.batch(context.get_per_replica_batch_size(config.global_batch_size),
                           drop_remainder=training if drop_remainder is None else drop_remainder,
                           num_parallel_calls=AUTOTUNE, deterministic=ordered)
-  dataset = dataset.map(lambda images, histograms: (preprocess(images), histograms),
-                        num_parallel_calls=AUTOTUNE, deterministic=ordered)
+  dataset = dataset.map(
+      lambda images, histograms: (preprocess(tf.cast(images, tf.float32)), histograms),
+      num_parallel_calls=AUTOTUNE, deterministic=ordered)
   options = tf.data.Options()
   if input_context or balanced:
     options.experimental_distribute.auto_shard_policy = (

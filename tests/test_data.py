@@ -68,6 +68,13 @@ def test_pixels_get_the_backbone_preprocessing(records_dir):
   assert 0.9 < float(tf.reduce_max(images)) <= 1.0
 
 
+def test_training_pixels_are_whole_levels_preprocessed_once(records_dir):
+  images, _ = next(iter(data.make_dataset(records_dir, "train", config(), training=True)))
+  levels = (images.numpy() + 1.0) * 127.5  # MobileNet's x / 127.5 - 1, undone
+  np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)  # uint8 until the batch
+  assert levels.min() >= 0 and levels.max() <= 255 and levels.max() - levels.min() > 200
+
+
 def test_evaluation_is_one_deterministic_pass_with_a_partial_batch(records_dir):
   dataset = data.make_dataset(records_dir, "test", config())
   first = [(images.numpy(), labels.numpy()) for images, labels in dataset]
@@ -101,6 +108,19 @@ def test_decode_train_crops_and_flips_as_its_seed_says():
   assert len(top_left_green) > 3  # vertical offsets vary
   assert all(image.shape == (SIZE, SIZE, 3) and 0 <= image.min() and image.max() <= 255
              for image in images)
+
+
+def test_decode_train_rounds_a_resized_crop_to_uint8():
+  features = features_of(distinct_records(1)[0])
+  seed = tf.constant([4, 0], tf.int64)
+  image = data.decode_train(features, SIZE, seed)
+  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  window = data.crop_window(features["height"], features["width"], SIZE, crop_seed)
+  crop = tf.io.decode_and_crop_jpeg(features["encoded"], window, channels=3)
+  exact = tf.image.stateless_random_flip_left_right(tf.image.resize(crop, [SIZE, SIZE]),
+                                                    flip_seed)
+  assert image.dtype == tf.uint8
+  np.testing.assert_allclose(image.numpy(), exact.numpy(), atol=0.501)
 
 
 def test_training_stream_augments_each_pass_differently(tmp_path):
@@ -173,6 +193,18 @@ def test_each_replica_gets_its_share_of_the_global_batch(records_dir):
   images, histograms = next(iter(dataset))
   assert [t.shape[0] for t in strategy.experimental_local_results(images)] == [4, 4]
   assert [t.shape[0] for t in strategy.experimental_local_results(histograms)] == [4, 4]
+
+
+def test_cache_replays_the_parsed_records_without_reading_the_files(records_dir):
+  dataset = data.make_dataset(records_dir, "test", config(cache=True))
+  first = [(images.numpy(), labels.numpy()) for images, labels in dataset]
+  for path in data.list_shards(records_dir, "test"):
+    tf.io.gfile.remove(path)
+  second = [(images.numpy(), labels.numpy()) for images, labels in dataset]
+  assert len(first) == len(second) == 2
+  for (images_a, labels_a), (images_b, labels_b) in zip(first, second):
+    np.testing.assert_array_equal(images_a, images_b)
+    np.testing.assert_array_equal(labels_a, labels_b)
 
 
 def test_missing_records_raise_a_clear_error(tmp_path):
