@@ -184,12 +184,19 @@ class RankCorrelationCallback(keras.callbacks.Callback):
     self.dataset = dataset
     self.every_n_epochs = every_n_epochs
     self.prefix = prefix
+    self._forward = None
+
+  def on_train_begin(self, logs=None):
+    # Traced once per training run, not once per epoch.
+    self._forward = tf.function(self._predict, reduce_retracing=True)
+
+  def _predict(self, images):
+    return self.model(images, training=False)
 
   def on_epoch_end(self, epoch, logs=None):
     if (epoch + 1) % self.every_n_epochs:
       return
-    forward = tf.function(lambda images: self.model(images, training=False),
-                          reduce_retracing=True)
+    forward = self._forward or self._predict
     true_dist, pred_dist = [], []
     for images, distributions in self.dataset:
       pred_dist.append(forward(images).numpy())
