@@ -17,7 +17,6 @@ the rating distribution with its mean score and standard deviation.
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Optional
 
@@ -203,11 +202,7 @@ def _backbone_of(nima: keras.Model) -> str:
 
 
 def _run_flags(run_dir: str) -> dict:
-  flags_path = os.path.join(run_dir, train.FLAGS_FILE)
-  if not tf.io.gfile.exists(flags_path):
-    return {}
-  with tf.io.gfile.GFile(flags_path) as f:
-    return json.load(f)
+  return train.read_json(os.path.join(run_dir, train.FLAGS_FILE), {})
 
 
 def _stored_size(records_dir: Optional[str]) -> int:

@@ -284,7 +284,8 @@ def mixed_precision_policy(strategy: tf.distribute.Strategy) -> str:
   return "mixed_float16"
 
 
-def _read_json(path: str, default=None):
+def read_json(path: str, default=None):
+  """A JSON file of a run (local or gs://), or `default` when it does not exist."""
   if not tf.io.gfile.exists(path):
     return default
   with tf.io.gfile.GFile(path) as f:
@@ -302,7 +303,7 @@ def _write_json(path: str, value) -> None:
 def _check_same_run(paths: RunPaths, config: TrainConfig) -> None:
   """Records the run's flags; refuses a folder holding a run with other settings."""
   settings = dataclasses.asdict(config)
-  previous = _read_json(paths.artifact(FLAGS_FILE))
+  previous = read_json(paths.artifact(FLAGS_FILE))
   if previous is not None:
     changed = sorted(key for key in settings.keys() | previous.keys()
                      if key not in RESUMABLE_CHANGES and settings.get(key) != previous.get(key))
@@ -333,7 +334,7 @@ class EpochLog(keras.callbacks.Callback):
     self._start = self._training_end = None
 
   def on_train_begin(self, logs=None):
-    self.rows = _read_json(self._json, default=[])
+    self.rows = read_json(self._json, default=[])
 
   def on_epoch_begin(self, epoch, logs=None):
     self.rows = [row for row in self.rows if row["epoch"] <= epoch]
@@ -642,9 +643,9 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: RunPath
            chief: RunPaths, callbacks: Sequence[keras.callbacks.Callback]) -> TrainResult:
   """`train` writing to `paths`, deciding from the chief's `chief` (the same on the chief)."""
   _check_same_run(paths, config)
-  histories = {phase.name: _read_json(paths.history(phase.name, "json"), [])
+  histories = {phase.name: read_json(paths.history(phase.name, "json"), [])
                for phase in phases(config)}
-  test_metrics = _read_json(chief.artifact(TEST_METRICS_FILE))
+  test_metrics = read_json(chief.artifact(TEST_METRICS_FILE))
   if test_metrics is not None:
     print(f"{chief.output_dir} holds a finished run: not training again.", flush=True)
     return TrainResult(paths.output_dir, test_metrics,
