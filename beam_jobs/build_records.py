@@ -1,7 +1,7 @@
 r"""Builds NIMA's TFRecords from the AVA download, with Apache Beam.
 
   python beam_jobs/build_records.py --runner=DirectRunner            # built-in sample
-  python beam_jobs/build_records.py --ava_dir=gs://b/AVA_dataset \\
+  python beam_jobs/build_records.py --ava_dir=gs://b/AVA_dataset \
       --output_dir=gs://b/records --runner=DataflowRunner ...         # full AVA
 
 Flags not defined here are passed to Beam as pipeline options. The pipeline
