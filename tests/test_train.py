@@ -248,3 +248,26 @@ def test_model_learns_ratings_from_images_and_not_from_shuffled_labels(learning_
   # association the SRCC over 300 test images has a standard deviation of 0.06.
   assert learned_srcc(learning_records["true"], str(tmp_path / "true")) > 0.45
   assert learned_srcc(learning_records["shuffled"], str(tmp_path / "shuffled")) < 0.3
+
+
+def test_training_runs_on_a_two_worker_cluster(small_records, tmp_path):
+  """`--strategy=multi_worker` under a Vertex-style TF_CONFIG on loopback (keras#20585)."""
+  import sys  # pylint: disable=g-import-not-at-top
+  from launch import local_multi_worker  # pylint: disable=g-import-not-at-top
+
+  cluster_dir = str(tmp_path / "cluster")
+  command = [sys.executable, "-m", "nima_tf.train", "--strategy=multi_worker",
+             f"--records_dir={small_records}", "--weights=none", "--alpha=0.25",
+             "--image_size=32", "--dropout=0", "--global_batch_size=16", "--epochs_head=1",
+             "--epochs_all=1", "--precise_bn_batches=2", "--seed=3"]
+  codes = local_multi_worker.run_cluster(command, 2, cluster_dir, timeout=400)
+  logs = []
+  for index in range(2):
+    with open(os.path.join(cluster_dir, local_multi_worker.CONSOLE_DIR,
+                           f"{local_multi_worker.task_name(index)}.log")) as f:
+      logs.append([line for line in f if line.startswith("Test metrics")])
+  assert codes == [0, 0]
+  # Both workers trained in lockstep: the same test metrics, once each.
+  assert len(logs[0]) == 1 and logs[0] == logs[1]
+  with open(os.path.join(cluster_dir, "model", train.TEST_METRICS_FILE)) as f:
+    assert json.load(f)["count"] == 16
