@@ -29,6 +29,8 @@ BASE_LAYER = "base"
 WEIGHTS_SUFFIX = ".weights.h5"
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
+# A NIMA model is named MODEL_NAME_PREFIX + backbone, so a saved one says its base.
+MODEL_NAME_PREFIX = "nima_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +186,7 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
   features = keras.layers.Dropout(config.dropout, name="dropout")(features)
   distribution = keras.layers.Dense(ratings.NUM_BINS, activation="softmax",
                                     dtype="float32", name="distribution")(features)
-  model = keras.Model(images, distribution, name=f"nima_{backbone.name}")
+  model = keras.Model(images, distribution, name=f"{MODEL_NAME_PREFIX}{backbone.name}")
   if config.weights.lower() not in (IMAGENET, NO_WEIGHTS):
     _load_weights(model, config.weights)
   return model
@@ -197,3 +199,12 @@ def set_base_trainable(model: keras.Model, trainable: bool) -> None:
   the model again after calling this, for the change to reach training.
   """
   model.get_layer(BASE_LAYER).trainable = trainable
+
+
+def backbone_of(nima: keras.Model) -> str:
+  """The backbone name of a model built by `build_model` (from its name)."""
+  name = nima.name.removeprefix(MODEL_NAME_PREFIX)
+  if not nima.name.startswith(MODEL_NAME_PREFIX) or name not in BACKBONES:
+    raise ValueError(f"model {nima.name!r} is not a NIMA model built by nima_tf "
+                     f"(expected a name {MODEL_NAME_PREFIX}<backbone>)")
+  return name

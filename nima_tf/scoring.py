@@ -33,7 +33,6 @@ from nima_tf import train
 
 MODEL_SUFFIX = ".keras"
 _DRAFT_RATIOS = (1, 2, 4, 8)
-_MODEL_NAME_PREFIX = "nima_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +178,7 @@ def load(path: str) -> Scorer:
         f"`python -m nima_tf.train` or the path of a {MODEL_SUFFIX} file")
   nima = keras.models.load_model(keras_file, compile=False)
   records_dir = _run_flags(os.path.dirname(keras_file)).get("records_dir")
-  return Scorer(model=nima, backbone=_backbone_of(nima), stored_size=_stored_size(records_dir),
+  return Scorer(model=nima, backbone=model_lib.backbone_of(nima), stored_size=_stored_size(records_dir),
                 records_dir=records_dir, model_path=keras_file)
 
 
@@ -191,14 +190,6 @@ def records_dir_of(scorer: Scorer, records_dir: Optional[str] = None) -> str:
                      f"{scorer.model_path} names the records it was trained on: "
                      "pass --records_dir")
   return records_dir
-
-
-def _backbone_of(nima: keras.Model) -> str:
-  name = nima.name.removeprefix(_MODEL_NAME_PREFIX)
-  if not nima.name.startswith(_MODEL_NAME_PREFIX) or name not in model_lib.BACKBONES:
-    raise ValueError(f"model {nima.name!r} is not a NIMA model built by nima_tf "
-                     f"(expected a name {_MODEL_NAME_PREFIX}<backbone>)")
-  return name
 
 
 def _run_flags(run_dir: str) -> dict:
