@@ -15,6 +15,10 @@ setuptools.setup(
         "tensorboard>=2.21,<2.22",
         "keras>=3.15,<3.16",
         "apache-beam[gcp]>=2.77,<2.78",
+        # nima_tf/protos/example_pb2.py is protoc 31.1 gencode (needs >= 6.31.1);
+        # Beam 2.77 caps protobuf below 7.
+        "protobuf>=6.31.1,<7",
+        "google-crc32c>=1.5,<2",  # TFRecord checksums in the Beam job (nima_tf/tfrecord.py)
         "numpy>=1.26,<3",
         "scipy>=1.13,<2",
         "pandas>=2.2,<4",

@@ -3,7 +3,8 @@ r"""Benchmark 1: images/s of the Beam job, beside the same per-image work in a t
   python -m benchmarks.build_job --num_images=2000 --large_num_images=8000 --repeats=3
 
 The ceiling is a single-process loop that reads each image file and runs
-`imaging.process`, the job's own validation, decoding, resizing and encoding.
+`imaging.process`, the job's own validation, decoding, resizing and encoding,
+in a process that, like the job's workers, has not imported TensorFlow.
 The job is the command a user runs, `python beam_jobs/build_records.py`, on
 the DirectRunner in one process and in multi-processing mode with `--workers`
 worker processes; its rate counts the whole command, from start-up to
@@ -22,10 +23,6 @@ from typing import List
 
 from absl import app
 from absl import flags
-# The loop runs in a process set up as the job's workers are, with TensorFlow
-# imported: its import raises glibc's mmap threshold, which makes Pillow's
-# full-size image buffers cheaper, by up to a fifth of the time per image.
-import tensorflow  # pylint: disable=unused-import
 
 from benchmarks import common
 from nima_tf import imaging

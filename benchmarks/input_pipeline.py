@@ -5,7 +5,9 @@ r"""Benchmark 2: training batches/s of `nima_tf.data`, a Keras-port baseline and
 All three deliver batches of the same training images, in one process:
 
 * ours: `data.make_dataset(..., training=True)` on the records: random 224
-  crops of the stored 256 px JPEGs, flips, MobileNet preprocessing;
+  crops of the stored 256 px JPEGs, flips, uint8 batches (the model's first
+  layer applies MobileNet's preprocessing, on the accelerator); also with
+  the batches cast and preprocessed on the host, as the baseline does;
 * baseline: the input of the public Keras NIMA ports, a `keras.utils.PyDataset`
   (Keras 3's `Sequence`) whose worker threads open each original JPEG with
   PIL (`keras.utils.load_img`), resize it to 256 x 256, take a random 224 crop,
@@ -28,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import common
+from benchmarks import pipelines
 from nima_tf import data
 from nima_tf import imaging
 from nima_tf import model as model_lib
@@ -47,7 +50,7 @@ _BASELINE_PROCESSES = flags.DEFINE_bool(
 
 STORED_SIZE = imaging.DEFAULT_IMAGE_SIZE
 CROP_SIZE = data.InputConfig().image_size
-BACKBONE = data.InputConfig().backbone
+BACKBONE = model_lib.ModelConfig().backbone
 
 
 class KerasPortSequence(keras.utils.PyDataset):
@@ -59,7 +62,7 @@ class KerasPortSequence(keras.utils.PyDataset):
     self._histograms = histograms
     self._batch_size = batch_size
     self._order = np.arange(len(paths))
-    self._preprocess = model_lib.preprocess_fn(BACKBONE)
+    self._preprocess = model_lib.get_backbone(BACKBONE).preprocess
 
   def __len__(self):
     return math.ceil(len(self._paths) / self._batch_size)
@@ -97,14 +100,6 @@ def measure_baseline(sequence: KerasPortSequence, warmup: int) -> common.Through
     adapter.on_epoch_end()
 
 
-def decode_only(encoded: List[bytes], batch_size: int) -> tf.data.Dataset:
-  """The ceiling: `tf.io.decode_jpeg` of in-memory stored images, in parallel, batched."""
-  return (tf.data.Dataset.from_tensor_slices(encoded).repeat()
-          .map(lambda image: tf.io.decode_jpeg(image, channels=3),
-               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-          .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -119,22 +114,27 @@ def main(argv):
       [image_set.image_path(r.image_id) for r in train],
       np.stack([r.histogram for r in train]).astype(np.float32), batch_size,
       workers=_BASELINE_WORKERS.value, use_multiprocessing=_BASELINE_PROCESSES.value)
-  ours = data.make_dataset(records_dir, records.SPLITS[0],
-                           data.InputConfig(image_size=CROP_SIZE, global_batch_size=batch_size),
-                           training=True)
-  ceiling = decode_only([r.encoded for r in train], batch_size)
+
+  def ours(**overrides):
+    return data.make_dataset(records_dir, records.SPLITS[0], data.InputConfig(
+        image_size=CROP_SIZE, global_batch_size=batch_size, **overrides), training=True)
+
+  ceiling = pipelines.decode_only([r.encoded for r in train], batch_size)
   load_before = common.machine_load()
 
-  names = {"ours": "ours: nima_tf.data training batches from the records",
+  names = {"ours": "ours: nima_tf.data training batches from the records (uint8)",
+           "cached": "ours, InputConfig(cache=True)",
+           "host": "ours, then cast and preprocessed on the host",
            "baseline": f"baseline: Keras PyDataset, PIL on the original JPEGs, "
                        f"{_BASELINE_WORKERS.value} worker "
                        f"{'processes' if _BASELINE_PROCESSES.value else 'threads'}",
            "ceiling": "ceiling: tf.io.decode_jpeg of the stored images in memory"}
-  results = common.interleave(flags.FLAGS.repeats, [
-      (names["ours"], lambda: common.measure_batches(ours, _WARMUP.value, _BATCHES.value)),
-      (names["baseline"], lambda: measure_baseline(sequence, min(_WARMUP.value, 4))),
-      (names["ceiling"], lambda: common.measure_batches(ceiling, _WARMUP.value, _BATCHES.value)),
-  ])
+  tf_data = {"ours": ours(), "cached": ours(cache=True),
+             "host": pipelines.host_preprocessed(ours(), BACKBONE), "ceiling": ceiling}
+  runs = [(names[key], lambda d=dataset: common.measure_batches(d, _WARMUP.value, _BATCHES.value))
+          for key, dataset in tf_data.items()]
+  runs.insert(3, (names["baseline"], lambda: measure_baseline(sequence, min(_WARMUP.value, 4))))
+  results = common.interleave(flags.FLAGS.repeats, runs)
 
   def ratios(name, attribute):
     return common.Spread.of([getattr(a, attribute) / getattr(b, attribute)
@@ -142,12 +142,12 @@ def main(argv):
 
   rows = []
   for key, name in names.items():
-    runs = results[name]
-    rows.append([name, common.Spread.of([r.per_second for r in runs]).format(),
-                 common.Spread.of([r.per_cpu_second for r in runs]).format(),
+    measured = results[name]
+    rows.append([name, common.Spread.of([r.per_second for r in measured]).format(),
+                 common.Spread.of([r.per_cpu_second for r in measured]).format(),
                  "-" if key == "ours" else ratios(name, "per_second").format(2),
                  "-" if key == "ours" else ratios(name, "per_cpu_second").format(2),
-                 common.Spread.of([r.others_cores for r in runs]).format(2)])
+                 common.Spread.of([r.others_cores for r in measured]).format(2)])
   common.print_table(
       f"Input pipeline: batches of {batch_size} at {CROP_SIZE} px, {len(train)} training "
       f"images of {image_set.num_images}, {flags.FLAGS.repeats} repeats",

@@ -4,17 +4,18 @@ r"""Where `nima_tf.data`'s training pipeline spends its CPU: variants of it, sid
 
 Each variant changes one thing of the training input (same records, crops,
 flips, batch size) and is timed as `input_pipeline.py` times it, in images
-per CPU-second. They are the evidence for the changes proposed to
-`nima_tf/data.py` in BUILD_NOTES.md, not a second input pipeline.
+per CPU-second. They are the evidence for the choices of `nima_tf/data.py` recorded in
+BUILD_NOTES.md, not a second input pipeline.
 
-* uint8: flips the decoded crop as uint8 and delivers uint8 batches; the
-  cast and the base's preprocessing move into the model (on the accelerator).
-* uint8, batch preprocessing: same, but the batch is cast and preprocessed
-  on the host, once per batch.
-* cached: `cache()` of the parsed records (they fit in memory here).
+* as is: `data.make_dataset` for training: uint8 batches, preprocessing in
+  the model (on the accelerator); and the same with `cache=True`.
+* before: the same batches cast to float32 and preprocessed on the host,
+  once per batch, as `nima_tf.data` did before the model took over
+  preprocessing.
+* 4 features: parses only the image, its size and the histogram.
 * per batch: batches the serialized records first, then parses the batch
   with one op and decodes its images with `tf.map_fn`, so tf.data handles 32x
-  fewer elements.
+  fewer elements; with and without `cache()` of the serialized records.
 * ceiling: `tf.io.decode_jpeg` alone of the stored images, in memory.
 """
 
@@ -23,6 +24,7 @@ from absl import flags
 import tensorflow as tf
 
 from benchmarks import common
+from benchmarks import pipelines
 from nima_tf import data
 from nima_tf import model as model_lib
 from nima_tf import records
@@ -62,19 +64,24 @@ def crop_and_flip(encoded, height, width, seed):
   return tf.ensure_shape(image, [CROP_SIZE, CROP_SIZE, 3])
 
 
-def per_element(files, batch_size: int, cache: bool, preprocess) -> tf.data.Dataset:
-  """Parse and decode one record at a time; uint8 batches, or `preprocess`ed floats."""
-  dataset = serialized_records(files, cache).map(records.parse_example,
+def training_features(serialized):
+  """`records.parse_example` of only what training reads: image, its size, histogram."""
+  spec = records.feature_spec()
+  keys = {"encoded": records.IMAGE_ENCODED, "height": records.IMAGE_HEIGHT,
+          "width": records.IMAGE_WIDTH, "histogram": records.RATING_HISTOGRAM}
+  features = tf.io.parse_single_example(serialized, {key: spec[key] for key in keys.values()})
+  return {name: features[key] for name, key in keys.items()}
+
+
+def fewer_features(files, batch_size: int) -> tf.data.Dataset:
+  """Per element, as `data.make_dataset` does, but parsing 4 features instead of 15."""
+  dataset = serialized_records(files, False).map(training_features,
                                                  num_parallel_calls=AUTOTUNE, deterministic=False)
   dataset = tf.data.Dataset.zip(dataset, seeds()).map(
       lambda f, seed: (crop_and_flip(f["encoded"], f["height"], f["width"], seed),
                        f["histogram"]), num_parallel_calls=AUTOTUNE, deterministic=False)
-  dataset = dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE,
-                          deterministic=False)
-  if preprocess:
-    dataset = dataset.map(lambda images, y: (preprocess(tf.cast(images, tf.float32)), y),
-                          num_parallel_calls=AUTOTUNE, deterministic=False)
-  return dataset.prefetch(AUTOTUNE)
+  return dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE,
+                       deterministic=False).prefetch(AUTOTUNE)
 
 
 def per_batch(files, batch_size: int, cache: bool) -> tf.data.Dataset:
@@ -94,13 +101,6 @@ def per_batch(files, batch_size: int, cache: bool) -> tf.data.Dataset:
                      deterministic=False).prefetch(AUTOTUNE)
 
 
-def decode_only(encoded, batch_size: int) -> tf.data.Dataset:
-  return (tf.data.Dataset.from_tensor_slices(encoded).repeat()
-          .map(lambda image: tf.io.decode_jpeg(image, channels=3), num_parallel_calls=AUTOTUNE,
-               deterministic=False)
-          .batch(batch_size).prefetch(AUTOTUNE))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -108,18 +108,19 @@ def main(argv):
   records_dir = common.ensure_records(
       work_dir, common.ensure_image_set(work_dir, flags.FLAGS.num_images))
   files = data.list_shards(records_dir, records.SPLITS[0])
-  preprocess = model_lib.preprocess_fn(data.InputConfig().backbone)
+  def ours(**overrides):
+    return data.make_dataset(records_dir, records.SPLITS[0], data.InputConfig(
+        image_size=CROP_SIZE, global_batch_size=batch_size, **overrides), training=True)
+
   variants = {
-      "nima_tf.data as is (float32, preprocessed)": data.make_dataset(
-          records_dir, records.SPLITS[0],
-          data.InputConfig(image_size=CROP_SIZE, global_batch_size=batch_size), training=True),
-      "uint8, batch preprocessing on the host": per_element(files, batch_size, False,
-                                                            preprocess),
-      "uint8 (preprocessing in the model)": per_element(files, batch_size, False, None),
-      "uint8, cached": per_element(files, batch_size, True, None),
+      "nima_tf.data as is (uint8 batches)": ours(),
+      "as is, cache=True": ours(cache=True),
+      "float32, preprocessed on the host per batch (before)": pipelines.host_preprocessed(
+          ours(), model_lib.ModelConfig().backbone),
+      "parse 4 features, not 15": fewer_features(files, batch_size),
       "uint8, per batch": per_batch(files, batch_size, False),
       "uint8, per batch, cached": per_batch(files, batch_size, True),
-      "ceiling: tf.io.decode_jpeg alone": decode_only(
+      "ceiling: tf.io.decode_jpeg alone": pipelines.decode_only(
           [r.encoded for r in records.read_records(records_dir, records.SPLITS[0])],
           batch_size),
   }

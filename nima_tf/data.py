@@ -8,15 +8,16 @@ decoder and the batching:
   `CROP_FRACTION` of each side, resized to the model's input size when the
   two differ, and a random horizontal flip. At the default sizes (256 px
   stored, 224 px input) this is NIMA's augmentation exactly: a 224 x 224
-  random crop of the 256 x 256 image, and no resize. Crops stay uint8
-  through the flip and batching (a resized crop is rounded to uint8), a
-  quarter of the bytes of float32;
+  random crop of the 256 x 256 image, and no resize. Batches are uint8 (a
+  resized crop is rounded to a whole level);
 * evaluation (`decode_eval`): the whole stored image resized to the input
   size, NIMA's convention (the training crops see 7/8 of the image at the
-  same scale);
-* both then apply the base model's own preprocessing,
-  `model.preprocess_fn(config.backbone)`, to float32 pixels in 0..255, once
-  per batch.
+  same scale). Batches are float32 in 0..255, keeping the resize's
+  fractions.
+
+No preprocessing happens here: the model's first layer applies the base's
+own (`model.Preprocessing`), so the host only decodes, crops and flips, and
+sends a quarter of the bytes of float32 to the accelerator.
 
 Training streams are endless (`repeat`), shuffled at two levels (the file
 list, then a record buffer), read with a parallel interleave over shards,
@@ -47,7 +48,6 @@ from typing import List, Optional
 import tensorflow as tf
 
 from nima_tf import dataset_info
-from nima_tf import model as model_lib
 from nima_tf import ratings
 from nima_tf import records
 
@@ -75,7 +75,6 @@ class InputConfig:
 
   image_size: int = 224
   global_batch_size: int = 32
-  backbone: str = "mobilenet"
   shuffle_buffer: int = 2048
   samples_per_bin: Optional[int] = None
   seed: Optional[int] = None
@@ -203,7 +202,10 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  training: bool = False,
                  drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
-  """Batches of (images (B, S, S, 3) float32, histograms (B, 10) float32) of a split.
+  """Batches of (images (B, S, S, 3), histograms (B, 10) float32) of a split.
+
+  Images are RGB in 0..255, as the model takes them: uint8 for training,
+  float32 for evaluation (see the module docstring).
 
   With `input_context`, the batches are per replica and the data is this
   input pipeline's shard; without, the batches are global (and a strategy
@@ -247,13 +249,9 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
         lambda features: (decode_eval(features, config.image_size), features["histogram"]),
         num_parallel_calls=AUTOTUNE, deterministic=True)
 
-  preprocess = model_lib.preprocess_fn(config.backbone)
   dataset = dataset.batch(context.get_per_replica_batch_size(config.global_batch_size),
                           drop_remainder=training if drop_remainder is None else drop_remainder,
                           num_parallel_calls=AUTOTUNE, deterministic=ordered)
-  dataset = dataset.map(
-      lambda images, histograms: (preprocess(tf.cast(images, tf.float32)), histograms),
-      num_parallel_calls=AUTOTUNE, deterministic=ordered)
   options = tf.data.Options()
   if input_context or balanced:
     options.experimental_distribute.auto_shard_policy = (

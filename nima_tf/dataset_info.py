@@ -123,11 +123,16 @@ def path(records_dir: str) -> str:
   return os.path.join(records_dir, records.DATASET_INFO)
 
 
+def to_json(info: dict) -> str:
+  """The text of `dataset_info.json`."""
+  return json.dumps(info, indent=2, sort_keys=True)
+
+
 def write(records_dir: str, info: dict) -> None:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   with tf.io.gfile.GFile(path(records_dir), "w") as f:
-    json.dump(info, f, indent=2, sort_keys=True)
+    f.write(to_json(info))
 
 
 def load(records_dir: str) -> dict:
@@ -143,14 +148,17 @@ def load(records_dir: str) -> dict:
     return json.load(f)
 
 
-def write_plots(records_dir: str, summaries: Dict[str, dict]) -> List[str]:
-  """PNG histograms of the rating means and vote counts; returns their paths."""
+def render_plots(summaries: Dict[str, dict]) -> Dict[str, bytes]:
+  """PNG histograms of the rating means and vote counts, by file name.
+
+  Only the bytes: the Beam job writes them through its own file systems, so
+  that none of its processes imports TensorFlow.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  written = []
+  plots = {}
   for field, (filename, title) in PLOTS.items():
     summary = summaries[field]
     if not summary.get("count"):
@@ -167,8 +175,5 @@ def write_plots(records_dir: str, summaries: Dict[str, dict]) -> List[str]:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    target = os.path.join(records_dir, filename)
-    with tf.io.gfile.GFile(target, "wb") as f:
-      f.write(buffer.getvalue())
-    written.append(target)
-  return written
+    plots[filename] = buffer.getvalue()
+  return plots

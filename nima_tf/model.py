@@ -1,18 +1,21 @@
 """The NIMA network: a Keras Applications base and a 10-bin softmax head.
 
-image -> base (include_top=False, layer "base") -> global average pooling ->
-dropout -> Dense(10, softmax, float32) -> rating distribution.
+image -> preprocessing (layer "preprocessing") -> base (include_top=False,
+layer "base") -> global average pooling -> dropout -> Dense(10, softmax,
+float32) -> rating distribution.
 
-The head is float32 under any dtype policy, so the distribution, the loss and
-the metrics stay float32 when the base runs in mixed precision.
+Every model built here takes RGB pixels in 0..255, uint8 or float: the base
+family's own `keras.applications.<family>.preprocess_input` is the model's
+first layer (`Preprocessing`), not a step of the input pipeline. The input
+pipeline then hands over uint8 batches, a quarter of the bytes of float32
+from host to accelerator, and the float arithmetic of preprocessing runs on
+the accelerator instead of the host's CPU. MobileNetV3 and EfficientNet rescale
+(and, for EfficientNet, normalize) inside their Keras models, so for them the
+layer is the identity.
 
-Preprocessing belongs to the input pipeline: `preprocess_fn(name)` is the base
-family's own `keras.applications.<family>.preprocess_input`, applied inside
-tf.data to float32 pixels in 0..255. MobileNetV3 and EfficientNet are the
-exception that the registry hides: their Keras models rescale (and, for
-EfficientNet, normalize) inside the network, so their `preprocess_input` is
-the identity and their base is fed raw 0..255 pixels. Either way, every model
-built here expects `preprocess_fn(config.backbone)` of 0..255 pixels.
+The preprocessing and the head are float32 under any dtype policy, so the
+distribution, the loss and the metrics stay float32 when the base runs in
+mixed precision.
 """
 
 import dataclasses
@@ -26,6 +29,7 @@ import tensorflow as tf
 from nima_tf import ratings
 
 BASE_LAYER = "base"
+PREPROCESSING_LAYER = "preprocessing"
 WEIGHTS_SUFFIX = ".weights.h5"
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
@@ -103,12 +107,25 @@ def get_backbone(name: str) -> Backbone:
   return BACKBONES[name]
 
 
-def preprocess_fn(name: str) -> Callable:
-  """The preprocessing of backbone `name`: float32 0..255 pixels -> base input.
+@keras.saving.register_keras_serializable(package="nima_tf")
+class Preprocessing(keras.layers.Layer):
+  """The base's `preprocess_input` as a layer: RGB 0..255 (uint8 or float) -> base input.
 
-  Works on tensors in graph mode (inside `tf.data.Dataset.map`).
+  A registered layer rather than a `Lambda`, so that `.keras` files load in
+  Keras' safe mode.
   """
-  return get_backbone(name).preprocess
+
+  def __init__(self, backbone: str, **kwargs):
+    kwargs.setdefault("dtype", "float32")
+    super().__init__(**kwargs)
+    self.backbone = backbone
+    self._preprocess = get_backbone(backbone).preprocess
+
+  def call(self, images):
+    return self._preprocess(keras.ops.cast(images, self.compute_dtype))
+
+  def get_config(self):
+    return {**super().get_config(), "backbone": self.backbone}
 
 
 def _check_config(config: ModelConfig, backbone: Backbone) -> None:
@@ -172,7 +189,7 @@ def _load_weights(model: keras.Model, path: str) -> None:
 
 
 def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
-  """NIMA for `config`: images (batch, size, size, 3) -> distributions (batch, 10).
+  """NIMA for `config`: 0..255 images (batch, size, size, 3) -> distributions (batch, 10).
 
   Raises `WeightsUnavailableError` when ImageNet weights cannot be downloaded;
   it never falls back to random weights.
@@ -182,7 +199,8 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
   base = _build_base(config, backbone)
   size = config.input_size
   images = keras.Input(shape=(size, size, 3), name="image")
-  features = keras.layers.GlobalAveragePooling2D(name="pool")(base(images))
+  features = base(Preprocessing(backbone.name, name=PREPROCESSING_LAYER)(images))
+  features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
   features = keras.layers.Dropout(config.dropout, name="dropout")(features)
   distribution = keras.layers.Dense(ratings.NUM_BINS, activation="softmax",
                                     dtype="float32", name="distribution")(features)

@@ -5,8 +5,10 @@ with `parse_example`; tools and tests read them back with `deserialize`. File
 names of shards and of the data set description live here too, so that the
 writer and every reader agree on them.
 
-TensorFlow is imported lazily: Beam workers import this module before they
-need TensorFlow, and pure helpers (file names, `Record`) do not need it at all.
+Records are written and read back as bytes with `nima_tf.protos.example_pb2`,
+our wire-compatible copy of `tf.train.Example`, so that the Beam workers never
+import TensorFlow; only the parser of the input pipeline (and the readers of
+files) need it, and import it lazily.
 """
 
 import dataclasses
@@ -17,6 +19,7 @@ import numpy as np
 
 from nima_tf import ratings
 from nima_tf import splits
+from nima_tf.protos import example_pb2
 
 SPLITS = (splits.TRAIN, splits.VALIDATION, splits.TEST)
 SHARD_SUFFIX = ".tfrecord"
@@ -84,17 +87,16 @@ def shard_pattern(records_dir: str, split: str) -> str:
 
 
 def serialize(record: Record) -> bytes:
-  """A `Record` as a serialized `tf.train.Example`."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  """A `Record` as a serialized `tf.train.Example` (map keys sorted, so reproducible)."""
 
   def ints(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+    return example_pb2.Feature(int64_list=example_pb2.Int64List(value=list(values)))
 
   def floats(values):
-    return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+    return example_pb2.Feature(float_list=example_pb2.FloatList(value=list(values)))
 
   def strings(values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+    return example_pb2.Feature(bytes_list=example_pb2.BytesList(value=list(values)))
 
   if len(record.counts) != ratings.NUM_BINS or len(record.tags) != 2:
     raise ValueError(f"record {record.image_id}: expected 10 counts and 2 tags")
@@ -115,8 +117,8 @@ def serialize(record: Record) -> bytes:
       TAGS: ints(record.tags),
       CHALLENGE: ints([record.challenge]),
   }
-  example = tf.train.Example(features=tf.train.Features(feature=feature))
-  return example.SerializeToString()
+  example = example_pb2.Example(features=example_pb2.Features(feature=feature))
+  return example.SerializeToString(deterministic=True)
 
 
 def feature_spec() -> dict:
@@ -175,9 +177,7 @@ def parse_example(serialized):
 
 def deserialize(serialized: bytes) -> Record:
   """A serialized example back into a `Record` (for tools and tests)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  feature = tf.train.Example.FromString(serialized).features.feature
+  feature = example_pb2.Example.FromString(serialized).features.feature
 
   def one(key):
     kind = feature[key].WhichOneof("kind")

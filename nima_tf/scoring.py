@@ -2,14 +2,13 @@
 
 `evaluate`, `predict` and `export` all score through a `Scorer`, so that a
 photo gets the same score whichever tool scores it. An image goes through
-three sizes:
+two sizes before the model, which applies the base's preprocessing itself:
 
 1. the *stored* size (256 px by default): the data job resizes every photo to
    it (`imaging.process`), `predict` does the same to files with Pillow
    (`imaging.resize`), and the SavedModel in its graph (`decode_to_stored`);
 2. the model's *input* size: the stored image resized as evaluation does
-   (`data.decode_eval`; `to_input_size` here for images already decoded);
-3. the base model's own preprocessing, inside `Scorer.scores`.
+   (`data.decode_eval`; `to_input_size` here for images already decoded).
 
 `Scorer.scores` takes float32 pixels in 0..255 at the input size and returns
 the rating distribution with its mean score and standard deviation.
@@ -64,9 +63,7 @@ class Scorer:
 
     Returns float32 tensors `mean` (N,), `std` (N,) and `distribution` (N, 10).
     """
-    pixels = tf.convert_to_tensor(pixels, tf.float32)
-    preprocess = model_lib.preprocess_fn(self.backbone)
-    distribution = self.model(preprocess(pixels), training=False)
+    distribution = self.model(tf.convert_to_tensor(pixels, tf.float32), training=False)
     mean, std = metrics.mean_and_std(distribution)
     return {"mean": mean, "std": std, "distribution": distribution}
 

@@ -126,7 +126,7 @@ class TrainConfig:
   def input_config(self, **overrides) -> data.InputConfig:
     return data.InputConfig(**{
         "image_size": self.image_size, "global_batch_size": self.global_batch_size,
-        "backbone": self.backbone, "shuffle_buffer": self.shuffle_buffer, "seed": self.seed,
+        "shuffle_buffer": self.shuffle_buffer, "seed": self.seed,
         **overrides})
 
 
@@ -210,6 +210,10 @@ class TrainResult:
   trained_now: bool
 
 
+# The types collective reductions (CollectiveReduceV2) accept.
+_COLLECTIVE_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64, tf.int32, tf.int64)
+
+
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
   """MultiWorkerMirroredStrategy whose `reduce` works as Keras 3 `fit` calls it.
 
@@ -217,13 +221,19 @@ class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
   (keras-team/keras#20585): `fit` reduces its first (images, labels) batch in
   one call, a tuple the strategy rejects, and reduces scalar metric results
   along axis 0. This reduces a structure value by value, scalars without axis.
+  That first batch has uint8 images, a type the collective ops do not carry:
+  such values are reduced as float32 and cast back.
   """
 
   def reduce(self, reduce_op, value, axis):
     def reduce_one(part):
-      rank = self.experimental_local_results(part)[0].shape.rank
-      return super(_MultiWorkerMirroredStrategy, self).reduce(
-          reduce_op, part, axis if rank else None)
+      local = self.experimental_local_results(part)[0]
+      dtype = local.dtype
+      if dtype not in _COLLECTIVE_DTYPES:
+        part = self.run(lambda x: tf.cast(x, tf.float32), args=(part,))
+      reduced = super(_MultiWorkerMirroredStrategy, self).reduce(
+          reduce_op, part, axis if local.shape.rank else None)
+      return tf.cast(reduced, dtype)
 
     return tf.nest.map_structure(reduce_one, value)
 

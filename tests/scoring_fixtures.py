@@ -51,7 +51,7 @@ def smooth_weights(nima: keras.Model, pixels: np.ndarray, spread: float = 1.5,
       fan_in = shape[0] * shape[1] * (1 if depthwise else shape[2])
       kernel = (1 + 0.5 * rng.normal(0, 1, shape)) / fan_in
     layer.kernel.assign(np.asarray(kernel, np.float32))
-  preprocess = model_lib.preprocess_fn(CONFIG.backbone)
+  preprocess = nima.get_layer(model_lib.PREPROCESSING_LAYER)
   features = np.asarray(base(preprocess(np.array(pixels, np.float32)))).mean(axis=(1, 2))
   centre, scale = features.mean(axis=0), features.std(axis=0) + 1e-9
   kernel = rng.normal(0, 1, (features.shape[1], ratings.NUM_BINS)) * spread / (

@@ -3,6 +3,9 @@
 import io
 import json
 import os
+import pickle
+import subprocess
+import sys
 
 import apache_beam as beam
 import numpy as np
@@ -19,6 +22,14 @@ from nima_tf import splits
 IMAGE_SIZE = 64
 NUM_GOOD = 24
 TEST_IDS = (101, 102, 103, 999)  # 999 is listed but not in AVA.txt.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Runs the job on the pickled config given as hex; prints the TensorFlow modules loaded.
+RUN_JOB = """
+import json, pickle, sys
+from beam_jobs import records_pipeline
+records_pipeline.run(pickle.loads(bytes.fromhex(sys.argv[1])), ["--runner=DirectRunner"])
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow")))
+"""
 
 
 def _jpeg(rng, size, fmt="JPEG"):
@@ -212,6 +223,18 @@ def test_a_new_build_replaces_the_previous_one(tmp_path):
   assert len(shards) == 6 and all("-of-00002" in n for n in shards)
   assert sum(1 for s in records.SPLITS
              for _ in records.read_records(output_dir, s)) == info["records_written"]
+
+
+def test_the_job_writes_records_without_importing_tensorflow(tmp_path):
+  good, _ = make_ava_dir(str(tmp_path / "AVA_dataset"))
+  config = _config(tmp_path, num_shards=2)
+  completed = subprocess.run([sys.executable, "-c", RUN_JOB, pickle.dumps(config).hex()],
+                             capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert json.loads(completed.stdout.splitlines()[-1]) == []
+  stored = [r.image_id for split in records.SPLITS
+            for r in records.read_records(config.output_dir, split)]
+  assert sorted(stored) == sorted(good)
 
 
 def test_plan_sizes_full_ava_shards_near_150_mb():

@@ -81,8 +81,7 @@ def test_metrics_json_matches_metrics_recomputed_from_predictions_csv(run):  # p
 def test_metrics_equal_those_of_the_training_evaluation_pipeline(run):  # pylint: disable=redefined-outer-name
   _, saved = read_outputs(run)
   scorer = scoring.load(run["model_dir"])
-  config = data.InputConfig(image_size=scorer.input_size, global_batch_size=7,
-                            backbone=scorer.backbone)
+  config = data.InputConfig(image_size=scorer.input_size, global_batch_size=7)
   true, pred = train.predict(scorer.model, data.make_dataset(run["records_dir"], "test", config))
   expected = metrics.summarize(true, pred)
   for key, value in expected.items():

@@ -37,7 +37,7 @@ def test_every_backbone_outputs_float32_distributions_under_mixed_precision(
   config = small_config(backbone)
   nima = model.build_model(config)
   images = pixels(config)
-  outputs = nima(model.preprocess_fn(backbone)(images), training=False)
+  outputs = nima(images, training=False)
   assert nima.get_layer(model.BASE_LAYER).compute_dtype == "float16"
   assert outputs.dtype == tf.float32
   assert outputs.shape == (2, 10)
@@ -52,10 +52,34 @@ def test_every_backbone_outputs_float32_distributions_under_mixed_precision(
     ("efficientnet_b0", [0.0, 127.5, 255.0]),
     ("vgg16", [255.0 - 103.939, 127.5 - 116.779, 0.0 - 123.68]),
 ])
-def test_preprocess_fn_maps_pixels_inside_tf_data(backbone, expected):
-  pixel = tf.constant([[[0.0, 127.5, 255.0]]])
-  dataset = tf.data.Dataset.from_tensors(pixel).map(model.preprocess_fn(backbone))
-  np.testing.assert_allclose(next(iter(dataset)).numpy().ravel(), expected, rtol=1e-5)
+def test_preprocessing_layer_maps_pixels_as_the_base_expects(backbone, expected):
+  pixel = tf.constant([[[[0.0, 127.5, 255.0]]]])
+  actual = model.Preprocessing(backbone)(pixel)
+  assert actual.dtype == tf.float32
+  np.testing.assert_allclose(np.ravel(actual), expected, rtol=1e-5)
+
+
+def test_models_take_uint8_and_float_pixels_alike():
+  config = small_config()
+  nima = model.build_model(config)
+  scramble(nima)
+  levels = np.round(pixels(config))
+  from_uint8 = nima(tf.constant(levels.astype(np.uint8)), training=False).numpy()
+  from_float = nima(tf.constant(levels, tf.float32), training=False).numpy()
+  assert np.ptp(from_float) > 1e-3
+  np.testing.assert_allclose(from_uint8, from_float, rtol=1e-6)
+
+
+def test_saved_models_load_in_safe_mode_with_their_preprocessing(tmp_path):
+  config = small_config("vgg16")
+  nima = model.build_model(config)
+  path = str(tmp_path / "nima.keras")
+  nima.save(path)
+  loaded = keras.models.load_model(path, safe_mode=True, compile=False)
+  assert loaded.get_layer(model.PREPROCESSING_LAYER).backbone == "vgg16"
+  images = pixels(config)
+  np.testing.assert_allclose(loaded(images, training=False), nima(images, training=False),
+                             rtol=1e-6)
 
 
 def test_default_input_sizes():
@@ -109,7 +133,7 @@ def test_weights_file_restores_identical_outputs(tmp_path, directory):
   restored = model.build_model(small_config(weights=path))
   for expected, actual in zip(trained.weights, restored.weights):
     np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected))
-  images = model.preprocess_fn(config.backbone)(pixels(config))
+  images = pixels(config)
   expected_outputs = trained(images, training=False).numpy()
   assert np.ptp(expected_outputs) > 1e-3
   actual_outputs = restored(images, training=False).numpy()

@@ -17,6 +17,37 @@ def test_serialize_then_deserialize_round_trips():
   assert records.deserialize(records.serialize(RECORD)) == RECORD
 
 
+def test_serialize_is_byte_identical_to_tensorflows_example():
+  def ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+  def floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+  def strings(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+  histogram = np.array(RECORD.counts) / 124
+  expected = tf.train.Example(features=tf.train.Features(feature={
+      records.IMAGE_ENCODED: strings([b"\xff\xd8jpeg"]),
+      records.IMAGE_FORMAT: strings([b"jpeg"]),
+      records.IMAGE_HEIGHT: ints([256]),
+      records.IMAGE_WIDTH: ints([256]),
+      records.IMAGE_ID: ints([953619]),
+      records.ORIGINAL_HEIGHT: ints([480]),
+      records.ORIGINAL_WIDTH: ints([640]),
+      records.ORIGINAL_BYTES: ints([123456]),
+      records.RATING_COUNTS: ints(list(RECORD.counts)),
+      records.RATING_HISTOGRAM: floats(list(histogram)),
+      records.RATING_MEAN: floats([ratings.mean_score(histogram)]),
+      records.RATING_STD: floats([ratings.std_score(histogram)]),
+      records.RATING_NUM_VOTES: ints([124]),
+      records.TAGS: ints([1, 22]),
+      records.CHALLENGE: ints([1396]),
+  }))
+  assert records.serialize(RECORD) == expected.SerializeToString(deterministic=True)
+
+
 def test_parse_example_gives_normalized_histogram_mean_and_std():
   parsed = records.parse_example(tf.constant(records.serialize(RECORD)))
   histogram = np.array(RECORD.counts) / 124
