@@ -7,15 +7,15 @@ flips, batch size) and is timed as `input_pipeline.py` times it, in images
 per CPU-second. They are the evidence for the choices of `nima_tf/data.py` recorded in
 BUILD_NOTES.md, not a second input pipeline.
 
-* as is: `data.make_dataset` for training: uint8 batches, preprocessing in
-  the model (on the accelerator); and the same with `cache=True`.
-* before: the same batches cast to float32 and preprocessed on the host,
-  once per batch, as `nima_tf.data` did before the model took over
-  preprocessing.
-* 4 features: parses only the image, its size and the histogram.
-* per batch: batches the serialized records first, then parses the batch
-  with one op and decodes its images with `tf.map_fn`, so tf.data handles 32x
-  fewer elements; with and without `cache()` of the serialized records.
+* as is: `data.make_dataset` for training: records batched, each batch
+  parsed with one op and its images decoded in one map; uint8 batches,
+  preprocessing in the model (on the accelerator); and with `cache=True`.
+* 4 features: the same, parsing only the image, its size and the histogram.
+* per element: parses and decodes one record at a time, then batches, as
+  `nima_tf.data` did before; uint8.
+* before: per element, with the batches cast to float32 and preprocessed on
+  the host, as `nima_tf.data` delivered them before the model's first layer
+  took over preprocessing.
 * ceiling: `tf.io.decode_jpeg` alone of the stored images, in memory.
 """
 
@@ -40,14 +40,12 @@ CROP_SIZE = data.InputConfig().image_size
 SHUFFLE_BUFFER = data.InputConfig().shuffle_buffer
 
 
-def serialized_records(files, cache: bool) -> tf.data.Dataset:
+def serialized_records(files) -> tf.data.Dataset:
   """Shuffled serialized training records, endlessly, as `data.make_dataset` reads them."""
   dataset = tf.data.Dataset.from_tensor_slices(files).interleave(
       lambda path: tf.data.TFRecordDataset(path, buffer_size=data.READ_BUFFER_BYTES),
       cycle_length=min(len(files), data.MAX_OPEN_SHARDS), num_parallel_calls=AUTOTUNE,
       deterministic=False)
-  if cache:
-    dataset = dataset.cache()
   return dataset.shuffle(SHUFFLE_BUFFER).repeat()
 
 
@@ -55,47 +53,34 @@ def seeds() -> tf.data.Dataset:
   return tf.data.Dataset.random(rerandomize_each_iteration=True).batch(2)
 
 
-def crop_and_flip(encoded, height, width, seed):
-  """`data.decode_train`'s random crop and flip, kept in uint8."""
-  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-  window = data.crop_window(height, width, CROP_SIZE, crop_seed)
-  image = tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
-  image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-  return tf.ensure_shape(image, [CROP_SIZE, CROP_SIZE, 3])
-
-
-def training_features(serialized):
-  """`records.parse_example` of only what training reads: image, its size, histogram."""
-  spec = records.feature_spec()
-  keys = {"encoded": records.IMAGE_ENCODED, "height": records.IMAGE_HEIGHT,
-          "width": records.IMAGE_WIDTH, "histogram": records.RATING_HISTOGRAM}
-  features = tf.io.parse_single_example(serialized, {key: spec[key] for key in keys.values()})
-  return {name: features[key] for name, key in keys.items()}
-
-
-def fewer_features(files, batch_size: int) -> tf.data.Dataset:
-  """Per element, as `data.make_dataset` does, but parsing 4 features instead of 15."""
-  dataset = serialized_records(files, False).map(training_features,
-                                                 num_parallel_calls=AUTOTUNE, deterministic=False)
+def per_element(files, batch_size: int) -> tf.data.Dataset:
+  """Parse and decode one record at a time (`data.decode_train`), then batch: uint8."""
+  dataset = serialized_records(files).map(records.parse_example, num_parallel_calls=AUTOTUNE,
+                                          deterministic=False)
   dataset = tf.data.Dataset.zip(dataset, seeds()).map(
-      lambda f, seed: (crop_and_flip(f["encoded"], f["height"], f["width"], seed),
-                       f["histogram"]), num_parallel_calls=AUTOTUNE, deterministic=False)
+      lambda features, seed: (data.decode_train(features, CROP_SIZE, seed),
+                              features["histogram"]),
+      num_parallel_calls=AUTOTUNE, deterministic=False)
   return dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE,
                        deterministic=False).prefetch(AUTOTUNE)
 
 
-def per_batch(files, batch_size: int, cache: bool) -> tf.data.Dataset:
-  """Parse a batch of records with one op, decode its images with `tf.map_fn`; uint8."""
+def fewer_features(files, batch_size: int) -> tf.data.Dataset:
+  """As `data.make_dataset`, per batch, but parsing the 4 features training reads, not 15."""
+  spec = records.feature_spec()
+  keys = {"encoded": records.IMAGE_ENCODED, "height": records.IMAGE_HEIGHT,
+          "width": records.IMAGE_WIDTH, "histogram": records.RATING_HISTOGRAM}
 
   def decode_batch(serialized, batch_seeds):
-    features = records.parse_example(serialized)
+    parsed = tf.io.parse_example(serialized, {key: spec[key] for key in keys.values()})
+    features = {name: parsed[key] for name, key in keys.items()}
     images = tf.map_fn(
-        lambda args: crop_and_flip(*args),
-        (features["encoded"], features["height"], features["width"], batch_seeds),
+        lambda args: data.decode_train(args[0], CROP_SIZE, args[1]),
+        ({key: features[key] for key in ("encoded", "height", "width")}, batch_seeds),
         fn_output_signature=tf.TensorSpec([CROP_SIZE, CROP_SIZE, 3], tf.uint8))
     return images, features["histogram"]
 
-  dataset = tf.data.Dataset.zip(serialized_records(files, cache).batch(batch_size, True),
+  dataset = tf.data.Dataset.zip(serialized_records(files).batch(batch_size, True),
                                 seeds().batch(batch_size, True))
   return dataset.map(decode_batch, num_parallel_calls=AUTOTUNE,
                      deterministic=False).prefetch(AUTOTUNE)
@@ -108,18 +93,18 @@ def main(argv):
   records_dir = common.ensure_records(
       work_dir, common.ensure_image_set(work_dir, flags.FLAGS.num_images))
   files = data.list_shards(records_dir, records.SPLITS[0])
+
   def ours(**overrides):
     return data.make_dataset(records_dir, records.SPLITS[0], data.InputConfig(
         image_size=CROP_SIZE, global_batch_size=batch_size, **overrides), training=True)
 
   variants = {
-      "nima_tf.data as is (uint8 batches)": ours(),
+      "nima_tf.data as is (per batch, uint8)": ours(),
       "as is, cache=True": ours(cache=True),
-      "float32, preprocessed on the host per batch (before)": pipelines.host_preprocessed(
-          ours(), model_lib.ModelConfig().backbone),
-      "parse 4 features, not 15": fewer_features(files, batch_size),
-      "uint8, per batch": per_batch(files, batch_size, False),
-      "uint8, per batch, cached": per_batch(files, batch_size, True),
+      "per batch, 4 features parsed instead of 15": fewer_features(files, batch_size),
+      "per element, uint8": per_element(files, batch_size),
+      "per element, float32 preprocessed on the host (before)": pipelines.host_preprocessed(
+          per_element(files, batch_size), model_lib.ModelConfig().backbone),
       "ceiling: tf.io.decode_jpeg alone": pipelines.decode_only(
           [r.encoded for r in records.read_records(records_dir, records.SPLITS[0])],
           batch_size),

@@ -1,7 +1,11 @@
 """The tf.data input pipeline: records on disk or gs:// -> batches for NIMA.
 
-`records.parse_example` is the parser; this module owns what follows it, the
-decoder and the batching:
+`records.parse_example` is the parser; this module owns what surrounds it:
+reading, batching and the decoder. Serialized records are batched first;
+each batch is parsed with one op and its images decoded one by one inside
+one map (`decode_train_batch`, `decode_eval_batch`), so tf.data handles one
+element per batch instead of one per image (x1.3 in
+`benchmarks/input_variants.py`). The decoders:
 
 * training (`decode_train`): a fused random crop of the stored JPEG
   (`tf.io.decode_and_crop_jpeg`, so only the crop is decoded) covering
@@ -67,10 +71,10 @@ class InputConfig:
   `global_batch_size` is the batch of one step over all replicas and
   workers. `samples_per_bin` None keeps every image. `seed` None gives the
   fastest, non-deterministic training stream; a seed makes it reproducible.
-  `cache` keeps this pipeline's parsed records (JPEG bytes and labels) in
-  memory after the first pass, for data that fits: later epochs skip reading
-  and parsing, and replay the first epoch's file order (records are still
-  shuffled through the buffer and augmented anew).
+  `cache` keeps this pipeline's serialized records in memory after the
+  first pass, for data that fits: later epochs skip reading the files, and
+  replay the first epoch's file order (records are still shuffled through
+  the buffer and augmented anew).
   """
 
   image_size: int = 224
@@ -125,17 +129,18 @@ def score_bin(mean):
   return tf.clip_by_value(tf.cast(tf.floor(mean), tf.int64) - 1, 0, ratings.NUM_BINS - 1)
 
 
-def take_per_bin(dataset: tf.data.Dataset, samples_per_bin: int) -> tf.data.Dataset:
-  """The first `samples_per_bin` parsed records of each rating bin, in stream order."""
+def take_per_bin(serialized: tf.data.Dataset, samples_per_bin: int) -> tf.data.Dataset:
+  """The first `samples_per_bin` serialized records of each rating bin, in stream order."""
 
-  def count(seen, features):
-    one_hot = tf.one_hot(score_bin(features["mean"]), ratings.NUM_BINS, dtype=tf.int64)
+  def count(seen, one):
+    mean = records.parse_example(one)["mean"]
+    one_hot = tf.one_hot(score_bin(mean), ratings.NUM_BINS, dtype=tf.int64)
     keep = tf.reduce_sum(seen * one_hot) < samples_per_bin
-    return seen + one_hot, (keep, features)
+    return seen + one_hot, (keep, one)
 
-  return (dataset.scan(tf.zeros([ratings.NUM_BINS], tf.int64), count)
-          .filter(lambda keep, features: keep)
-          .map(lambda keep, features: features))
+  return (serialized.scan(tf.zeros([ratings.NUM_BINS], tf.int64), count)
+          .filter(lambda keep, one: keep)
+          .map(lambda keep, one: one))
 
 
 def crop_window(height, width, image_size: int, seed):
@@ -181,6 +186,28 @@ def _resize(image, image_size: int, dtype: tf.DType = tf.float32):
   return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
+def decode_train_batch(serialized, seeds, image_size: int):
+  """Serialized records (B,) and seeds (B, 2) -> uint8 crops (B, S, S, 3), histograms (B, 10).
+
+  One `parse_example` for the batch, then `decode_train` image by image.
+  """
+  features = records.parse_example(serialized)
+  images = tf.map_fn(
+      lambda args: decode_train(args[0], image_size, args[1]),
+      ({key: features[key] for key in ("encoded", "height", "width")}, seeds),
+      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+  return images, features["histogram"]
+
+
+def decode_eval_batch(serialized, image_size: int):
+  """Serialized records (B,) -> float32 images (B, S, S, 3) in 0..255, histograms (B, 10)."""
+  features = records.parse_example(serialized)
+  images = tf.map_fn(
+      lambda encoded: decode_eval({"encoded": encoded}, image_size), features["encoded"],
+      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+  return images, features["histogram"]
+
+
 def _read(files: List[str], shuffle: bool, deterministic: bool, seed: Optional[int] = None,
           file_shard: Optional[tuple] = None) -> tf.data.Dataset:
   """Serialized records of `files`, interleaved in parallel over shards.
@@ -222,36 +249,31 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
 
   if balanced:
     files = random.Random(SUBSET_FILE_SEED).sample(files, len(files))
-    dataset = _read(files, shuffle=False, deterministic=True).map(
-        records.parse_example, num_parallel_calls=AUTOTUNE, deterministic=True)
-    dataset = take_per_bin(dataset, config.samples_per_bin)
+    dataset = take_per_bin(_read(files, shuffle=False, deterministic=True),
+                           config.samples_per_bin)
   else:
     dataset = _read(files, shuffle=training, deterministic=ordered, seed=config.seed,
                     file_shard=pipelines if by_file else None)
   if pipelines[0] > 1 and not by_file:
     dataset = dataset.shard(*pipelines)
-  if not balanced:
-    dataset = dataset.map(records.parse_example, num_parallel_calls=AUTOTUNE,
-                          deterministic=ordered)
   if config.cache:
     dataset = dataset.cache()
 
+  batch_size = context.get_per_replica_batch_size(config.global_batch_size)
+  drop_remainder = training if drop_remainder is None else drop_remainder
   if training:
     dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed,
                               reshuffle_each_iteration=True).repeat()
     seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
-    dataset = tf.data.Dataset.zip(dataset, seeds).map(
-        lambda features, seed: (decode_train(features, config.image_size, seed),
-                                features["histogram"]),
+    dataset = tf.data.Dataset.zip(dataset.batch(batch_size, drop_remainder),
+                                  seeds.batch(batch_size, drop_remainder))
+    dataset = dataset.map(
+        lambda serialized, seeds: decode_train_batch(serialized, seeds, config.image_size),
         num_parallel_calls=AUTOTUNE, deterministic=ordered)
   else:
-    dataset = dataset.map(
-        lambda features: (decode_eval(features, config.image_size), features["histogram"]),
+    dataset = dataset.batch(batch_size, drop_remainder).map(
+        lambda serialized: decode_eval_batch(serialized, config.image_size),
         num_parallel_calls=AUTOTUNE, deterministic=True)
-
-  dataset = dataset.batch(context.get_per_replica_batch_size(config.global_batch_size),
-                          drop_remainder=training if drop_remainder is None else drop_remainder,
-                          num_parallel_calls=AUTOTUNE, deterministic=ordered)
   options = tf.data.Options()
   if input_context or balanced:
     options.experimental_distribute.auto_shard_policy = (

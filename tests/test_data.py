@@ -118,6 +118,20 @@ def test_decode_train_rounds_a_resized_crop_to_uint8():
   np.testing.assert_allclose(image.numpy(), exact.numpy(), atol=0.501)
 
 
+def test_batch_decoders_decode_as_the_per_image_decoders():
+  some = distinct_records(3)
+  serialized = tf.constant([records.serialize(r) for r in some])
+  seeds = tf.constant([[7, i] for i in range(3)], tf.int64)
+  train_images, histograms = data.decode_train_batch(serialized, seeds, SIZE)
+  eval_images, _ = data.decode_eval_batch(serialized, SIZE)
+  for i, record in enumerate(some):
+    np.testing.assert_array_equal(train_images[i],
+                                  data.decode_train(features_of(record), SIZE, seeds[i]))
+    np.testing.assert_array_equal(eval_images[i], data.decode_eval(features_of(record), SIZE))
+    np.testing.assert_allclose(histograms[i], record.histogram, rtol=1e-6)
+  assert len({images.numpy().tobytes() for images in train_images}) == 3
+
+
 def test_training_stream_augments_each_pass_differently(tmp_path):
   path = str(tmp_path / "one")
   record_fixtures.write_records(path, {"train": distinct_records(1)}, num_shards=1)
@@ -190,7 +204,7 @@ def test_each_replica_gets_its_share_of_the_global_batch(records_dir):
   assert [t.shape[0] for t in strategy.experimental_local_results(histograms)] == [4, 4]
 
 
-def test_cache_replays_the_parsed_records_without_reading_the_files(records_dir):
+def test_cache_replays_the_records_without_reading_the_files(records_dir):
   dataset = data.make_dataset(records_dir, "test", config(cache=True))
   first = [(images.numpy(), labels.numpy()) for images, labels in dataset]
   for path in data.list_shards(records_dir, "test"):
