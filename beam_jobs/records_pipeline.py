@@ -44,7 +44,7 @@ ESTIMATED_BYTES_PER_PIXEL = 0.6  # a 256x256 JPEG at quality 95 is ~40 KB.
 MIN_SHARDS = 16
 MIN_RECORDS_PER_SHARD = 64
 _REJECTED = "rejected"
-_FIELDS = "fields"
+_SUMMARIES = "summaries"
 _PROGRESS_EVERY = 500
 
 
@@ -159,8 +159,8 @@ class WriteShardFn(beam.DoFn):
 
   The images are read, validated and resized here, one at a time, so only the
   small rows go through the shuffle and memory does not grow with the data.
-  Emits a `ShardInfo`, and on side outputs the rejections and the summary
-  fields of every record.
+  Emits a `ShardInfo`, and on side outputs the rejections and the shard's
+  summary statistics (one element per shard, not per record).
   """
 
   def __init__(self, config: JobConfig, num_shards: Dict[str, int]):
@@ -174,6 +174,7 @@ class WriteShardFn(beam.DoFn):
     path = os.path.join(config.staging_dir,
                         records.shard_name(split, index, self._num_shards[split]))
     count = size = 0
+    summaries = dataset_info.new_summaries()
     with _create(path) as shard:
       for row in rows:
         try:
@@ -186,30 +187,29 @@ class WriteShardFn(beam.DoFn):
         tfrecord.write(shard, serialized)
         count += 1
         size += len(serialized)
-        yield beam.pvalue.TaggedOutput(_FIELDS, dataset_info.record_fields(record))
+        dataset_info.add_record(summaries, record)
         self._processed += 1
         if self._processed % _PROGRESS_EVERY == 0:
           logging.info("worker processed %d images", self._processed)
     _counter(f"records_{split}").inc(count)
+    yield beam.pvalue.TaggedOutput(_SUMMARIES, summaries)
     yield ShardInfo(split, index, count, size)
 
 
 class SummarizeFn(beam.CombineFn):
-  """Merges per-record fields into `dataset_info.Summary` statistics."""
+  """Merges the shards' `dataset_info.Summary` statistics into the data set's."""
 
   def create_accumulator(self):
     return dataset_info.new_summaries()
 
-  def add_input(self, accumulator, fields):
-    for name, value in fields.items():
-      accumulator[name].add(value)
+  def add_input(self, accumulator, summaries):
+    dataset_info.merge_summaries(accumulator, summaries)
     return accumulator
 
   def merge_accumulators(self, accumulators):
     merged = self.create_accumulator()
     for accumulator in accumulators:
-      for name, summary in accumulator.items():
-        merged[name].merge(summary)
+      dataset_info.merge_summaries(merged, accumulator)
     return merged
 
   def extract_output(self, accumulator):
@@ -383,9 +383,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig,
               element[1].image_id, num_shards[element[0]])), element[1]))
       | "GroupShards" >> beam.GroupByKey()
       | "WriteShards" >> beam.ParDo(WriteShardFn(config, num_shards)).with_outputs(
-          _REJECTED, _FIELDS, main="shards"))
+          _REJECTED, _SUMMARIES, main="shards"))
   shard_infos = written.shards
-  summaries = written[_FIELDS] | "Summarize" >> beam.CombineGlobally(SummarizeFn())
+  summaries = written[_SUMMARIES] | "Summarize" >> beam.CombineGlobally(SummarizeFn())
 
   rejections = ((parsed[_REJECTED], assigned[_REJECTED], written[_REJECTED])
                 | "AllRejections" >> beam.Flatten())

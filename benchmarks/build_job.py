@@ -2,8 +2,9 @@ r"""Benchmark 1: images/s of the Beam job, beside the same per-image work in a t
 
   python -m benchmarks.build_job --num_images=2000 --large_num_images=8000 --repeats=3
 
-The ceiling is a single-process loop that reads each image file and runs
-`imaging.process`, the job's own validation, decoding, resizing and encoding,
+The ceiling is a single-process loop over the job's own per-image functions:
+`records_pipeline.build_record` (read the file, then `imaging.process`:
+validate, decode, resize, encode), `records.serialize` and `tfrecord.frame`,
 in a process that, like the job's workers, has not imported TensorFlow.
 The job is the command a user runs, `python beam_jobs/build_records.py`, on
 the DirectRunner in one process and in multi-processing mode with `--workers`
@@ -12,9 +13,10 @@ worker processes; its rate counts the whole command, from start-up to
 
 Efficiency = job rate / (loop rate x workers), computed per repeat from runs
 made back to back, so that the figure is a same-run ratio on a shared machine.
-Running the job on a second, larger set splits its time into a fixed cost and
-a cost per image: the marginal rate (extra images / extra seconds) is the rate
-the job tends to on large data sets such as AVA's 255,000 images.
+Running the job on larger sets splits its time into a fixed cost and a cost
+per image: the marginal rate (extra images / extra seconds, between the
+smallest and the largest set) is the rate the job tends to on large data sets
+such as AVA's 255,000 images.
 """
 
 import os
@@ -24,23 +26,28 @@ from typing import List
 from absl import app
 from absl import flags
 
+from beam_jobs import records_pipeline
 from benchmarks import common
+from nima_tf import ava
 from nima_tf import imaging
+from nima_tf import records
+from nima_tf import tfrecord
 
 common.define_flags()
-_LARGE_NUM_IMAGES = flags.DEFINE_integer(
-    "large_num_images", 8000, "Images in the second set, for the job's fixed and marginal "
-    "costs; 0 runs the job on --num_images only.", lower_bound=0)
+_LARGE_NUM_IMAGES = flags.DEFINE_multi_integer(
+    "large_num_images", [8000], "Images in a larger set, for the job's fixed and marginal "
+    "costs; repeat the flag for several sets.")
 _WORKERS = flags.DEFINE_integer("workers", 2, "Worker processes of the multi-processing runs.",
                                 lower_bound=1)
 
 
-def process_loop(paths: List[str]) -> int:
-  """The job's per-image work on every file, one after the other; returns the count."""
-  for path in paths:
-    with open(path, "rb") as f:
-      imaging.process(f.read())
-  return len(paths)
+def process_loop(rows: List[ava.Row], images_dir: str) -> int:
+  """The job's per-image functions on every row, one after the other; returns the count."""
+  limits = imaging.ImageLimits()
+  for row in rows:
+    record = records_pipeline.build_record(row, images_dir, imaging.DEFAULT_IMAGE_SIZE, limits)
+    tfrecord.frame(records.serialize(record))
+  return len(rows)
 
 
 def run_job(image_set: common.ImageSet, output_dir: str, beam_args: List[str]) -> int:
@@ -56,18 +63,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   work_dir, workers = flags.FLAGS.work_dir, _WORKERS.value
-  sizes = sorted({flags.FLAGS.num_images, _LARGE_NUM_IMAGES.value} - {0})
+  sizes = sorted({flags.FLAGS.num_images, *_LARGE_NUM_IMAGES.value})
   common.ensure_image_set(work_dir, sizes[-1])  # One pool for every size.
   image_sets = {size: common.ensure_image_set(work_dir, size) for size in sizes}
   small = image_sets[sizes[0]]
-  paths = [small.image_path(i) for i in small.image_ids()]
+  rows = small.rows()
   output_dir = os.path.join(work_dir, "build_job_output")
   modes = {"DirectRunner, 1 process": (1, ["--runner=DirectRunner"]),
            f"DirectRunner multi_processing, {workers} workers":
                (workers, common.multi_processing_args(workers))}
   load_before = common.machine_load()
 
-  runs = [("loop", lambda: common.measure(lambda: process_loop(paths)))]
+  runs = [("loop", lambda: common.measure(lambda: process_loop(rows, small.images_dir)))]
   for mode, (_, beam_args) in modes.items():
     for size, image_set in image_sets.items():
       runs.append(((mode, size), lambda s=image_set, a=beam_args: common.measure(
@@ -85,20 +92,23 @@ def main(argv):
                               for r, c in zip(runs, loop)]).format(2),
             common.Spread.of([r.others_cores for r in runs]).format(2)]
 
-  rows = [row(f"loop: imaging.process, 1 process, {sizes[0]:,} images (ceiling)", loop, 1)]
+  table = [row(f"loop: the job's per-image functions, 1 process, {sizes[0]:,} images "
+               "(ceiling)", loop, 1)]
   notes = []
   for mode, (used, _) in modes.items():
     for size in sizes:
-      rows.append(row(f"job, {mode}, {size:,} images", results[(mode, size)], used))
-    if len(sizes) == 2:
+      table.append(row(f"job, {mode}, {size:,} images", results[(mode, size)], used))
+    if len(sizes) > 1:
+      small_size, large_size = sizes[0], sizes[-1]
       marginal, fixed = [], []
-      for a, b in zip(results[(mode, sizes[0])], results[(mode, sizes[1])]):
+      for a, b in zip(results[(mode, small_size)], results[(mode, large_size)]):
         marginal.append(common.Throughput(
-            *[(sizes[1] - sizes[0]) / (sizes[1] / getattr(b, rate) - sizes[0] / getattr(a, rate))
+            *[(large_size - small_size) / (large_size / getattr(b, rate)
+                                           - small_size / getattr(a, rate))
               for rate in ("per_second", "per_cpu_second")], others_cores=float("nan")))
-        fixed.append([sizes[0] / getattr(a, rate) - sizes[0] / getattr(marginal[-1], rate)
+        fixed.append([small_size / getattr(a, rate) - small_size / getattr(marginal[-1], rate)
                       for rate in ("per_second", "per_cpu_second")])
-      rows.append(row(f"job, {mode}, marginal (per extra image)", marginal, used)[:-1] + ["-"])
+      table.append(row(f"job, {mode}, marginal (per extra image)", marginal, used)[:-1] + ["-"])
       notes.append(f"{mode}: fixed cost per run {common.Spread.of([f[0] for f in fixed]).format()} "
                    f"s, {common.Spread.of([f[1] for f in fixed]).format()} CPU-seconds "
                    "(start-up, imports, stages, final checks and plots).")
@@ -109,7 +119,7 @@ def main(argv):
       f"{flags.FLAGS.repeats} repeats",
       ["run", "images/s", "images per CPU-second", "workers",
        "efficiency = rate / (loop rate x workers)", "CPU efficiency = per CPU-second rate / "
-       "loop's", "cores busy with other processes"], rows,
+       "loop's", "cores busy with other processes"], table,
       notes=[f"Median (min-max) of {flags.FLAGS.repeats} repeats; efficiencies are computed per "
              "repeat against that repeat's loop. CPU-seconds include every process of the run. "
              "Marginal rates = extra images / extra (CPU-)seconds between the two sizes, per "

@@ -58,9 +58,12 @@ class ImageSet:
   images_dir: str
   num_images: int
 
-  def image_ids(self) -> List[int]:
+  def rows(self) -> List[ava.Row]:
     with open(os.path.join(self.ava_dir, ava.AVA_TXT)) as f:
-      return [ava.parse_row(line).image_id for line in f if line.strip()]
+      return [ava.parse_row(line) for line in f if line.strip()]
+
+  def image_ids(self) -> List[int]:
+    return [row.image_id for row in self.rows()]
 
   def image_path(self, image_id: int) -> str:
     return ava.image_path(self.images_dir, image_id)

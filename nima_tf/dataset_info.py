@@ -59,7 +59,7 @@ class Summary:
     self.minimum = min(self.minimum, value)
     self.maximum = max(self.maximum, value)
     position = (value - self.low) / (self.high - self.low) * self.num_bins
-    self.bins[int(np.clip(position, 0, self.num_bins - 1))] += 1
+    self.bins[int(min(max(position, 0), self.num_bins - 1))] += 1
 
   def merge(self, other: "Summary") -> None:
     self.count += other.count
@@ -103,6 +103,18 @@ class Summary:
 
 def new_summaries() -> Dict[str, Summary]:
   return {field: Summary(*bounds) for field, bounds in FIELDS.items()}
+
+
+def add_record(summaries: Dict[str, Summary], record: records.Record) -> None:
+  """Adds the fields of one record (`record_fields`) to `new_summaries()`."""
+  for name, value in record_fields(record).items():
+    summaries[name].add(value)
+
+
+def merge_summaries(summaries: Dict[str, Summary], others: Dict[str, Summary]) -> None:
+  """Merges the summaries of other records into `summaries`, field by field."""
+  for name, summary in others.items():
+    summaries[name].merge(summary)
 
 
 def record_fields(record: records.Record) -> Dict[str, float]:

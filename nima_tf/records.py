@@ -12,6 +12,7 @@ files) need it, and import it lazily.
 """
 
 import dataclasses
+import functools
 import os
 from typing import Sequence
 
@@ -59,7 +60,7 @@ class Record:
   challenge: int = 0
   format: str = "jpeg"
 
-  @property
+  @functools.cached_property
   def histogram(self) -> np.ndarray:
     return ratings.normalize(self.counts)
 

@@ -1,5 +1,7 @@
 """The TFRecord schema: writing, parsing in TensorFlow, reading back."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -68,7 +70,7 @@ def test_parse_example_parses_a_batch():
 
 
 def test_serialize_rejects_wrong_number_of_counts():
-  bad = records.Record(**{**RECORD.__dict__, "counts": (1, 2, 3)})
+  bad = dataclasses.replace(RECORD, counts=(1, 2, 3))
   with pytest.raises(ValueError, match="10 counts"):
     records.serialize(bad)
 
@@ -86,5 +88,5 @@ def test_read_records_reads_every_shard(tmp_path):
   for index in range(2):
     with tf.io.TFRecordWriter(str(tmp_path / records.shard_name("test", index, 2))) as writer:
       writer.write(records.serialize(
-          records.Record(**{**RECORD.__dict__, "image_id": index})))
+          dataclasses.replace(RECORD, image_id=index)))
   assert sorted(r.image_id for r in records.read_records(str(tmp_path), "test")) == [0, 1]
