@@ -268,7 +268,8 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
     dataset = tf.data.Dataset.zip(dataset.batch(batch_size, drop_remainder),
                                   seeds.batch(batch_size, drop_remainder))
     dataset = dataset.map(
-        lambda serialized, seeds: decode_train_batch(serialized, seeds, config.image_size),
+        lambda serialized, batch_seeds: decode_train_batch(serialized, batch_seeds,
+                                                           config.image_size),
         num_parallel_calls=AUTOTUNE, deterministic=ordered)
   else:
     dataset = dataset.batch(batch_size, drop_remainder).map(
