@@ -73,12 +73,8 @@ def fewer_features(files, batch_size: int) -> tf.data.Dataset:
 
   def decode_batch(serialized, batch_seeds):
     parsed = tf.io.parse_example(serialized, {key: spec[key] for key in keys.values()})
-    features = {name: parsed[key] for name, key in keys.items()}
-    images = tf.map_fn(
-        lambda args: data.decode_train(args[0], CROP_SIZE, args[1]),
-        ({key: features[key] for key in ("encoded", "height", "width")}, batch_seeds),
-        fn_output_signature=tf.TensorSpec([CROP_SIZE, CROP_SIZE, 3], tf.uint8))
-    return images, features["histogram"]
+    return data.decode_train_batch({name: parsed[key] for name, key in keys.items()},
+                                   batch_seeds, CROP_SIZE)
 
   dataset = tf.data.Dataset.zip(serialized_records(files).batch(batch_size, True),
                                 seeds().batch(batch_size, True))

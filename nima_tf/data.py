@@ -4,7 +4,7 @@
 reading, batching and the decoder. Serialized records are batched first;
 each batch is parsed with one op and its images decoded one by one inside
 one map (`decode_train_batch`, `decode_eval_batch`), so tf.data handles one
-element per batch instead of one per image (x1.3 in
+element per batch instead of one per image (x1.14-1.31 in
 `benchmarks/input_variants.py`). The decoders:
 
 * training (`decode_train`): a fused random crop of the stored JPEG
@@ -186,12 +186,11 @@ def _resize(image, image_size: int, dtype: tf.DType = tf.float32):
   return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def decode_train_batch(serialized, seeds, image_size: int):
-  """Serialized records (B,) and seeds (B, 2) -> uint8 crops (B, S, S, 3), histograms (B, 10).
+def decode_train_batch(features: dict, seeds, image_size: int):
+  """A parsed batch and seeds (B, 2) -> uint8 crops (B, S, S, 3), histograms (B, 10).
 
-  One `parse_example` for the batch, then `decode_train` image by image.
+  `features` is `records.parse_example` of B records; `decode_train` image by image.
   """
-  features = records.parse_example(serialized)
   images = tf.map_fn(
       lambda args: decode_train(args[0], image_size, args[1]),
       ({key: features[key] for key in ("encoded", "height", "width")}, seeds),
@@ -199,9 +198,8 @@ def decode_train_batch(serialized, seeds, image_size: int):
   return images, features["histogram"]
 
 
-def decode_eval_batch(serialized, image_size: int):
-  """Serialized records (B,) -> float32 images (B, S, S, 3) in 0..255, histograms (B, 10)."""
-  features = records.parse_example(serialized)
+def decode_eval_batch(features: dict, image_size: int):
+  """A parsed batch -> float32 images (B, S, S, 3) in 0..255, histograms (B, 10)."""
   images = tf.map_fn(
       lambda encoded: decode_eval({"encoded": encoded}, image_size), features["encoded"],
       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
@@ -268,12 +266,13 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
     dataset = tf.data.Dataset.zip(dataset.batch(batch_size, drop_remainder),
                                   seeds.batch(batch_size, drop_remainder))
     dataset = dataset.map(
-        lambda serialized, batch_seeds: decode_train_batch(serialized, batch_seeds,
-                                                           config.image_size),
+        lambda serialized, batch_seeds: decode_train_batch(
+            records.parse_example(serialized), batch_seeds, config.image_size),
         num_parallel_calls=AUTOTUNE, deterministic=ordered)
   else:
     dataset = dataset.batch(batch_size, drop_remainder).map(
-        lambda serialized: decode_eval_batch(serialized, config.image_size),
+        lambda serialized: decode_eval_batch(records.parse_example(serialized),
+                                             config.image_size),
         num_parallel_calls=AUTOTUNE, deterministic=True)
   options = tf.data.Options()
   if input_context or balanced:

@@ -120,10 +120,10 @@ def test_decode_train_rounds_a_resized_crop_to_uint8():
 
 def test_batch_decoders_decode_as_the_per_image_decoders():
   some = distinct_records(3)
-  serialized = tf.constant([records.serialize(r) for r in some])
+  batch = records.parse_example(tf.constant([records.serialize(r) for r in some]))
   seeds = tf.constant([[7, i] for i in range(3)], tf.int64)
-  train_images, histograms = data.decode_train_batch(serialized, seeds, SIZE)
-  eval_images, _ = data.decode_eval_batch(serialized, SIZE)
+  train_images, histograms = data.decode_train_batch(batch, seeds, SIZE)
+  eval_images, _ = data.decode_eval_batch(batch, SIZE)
   for i, record in enumerate(some):
     np.testing.assert_array_equal(train_images[i],
                                   data.decode_train(features_of(record), SIZE, seeds[i]))
