@@ -125,11 +125,7 @@ def build_record(row: ava.Row, images_dir: str, image_size: int,
   """Reads, validates and resizes the image of a row; raises `ava.Rejected`."""
   image = imaging.process(_read_file(ava.image_path(images_dir, row.image_id)), image_size,
                           limits)
-  return records.Record(
-      image_id=row.image_id, encoded=image.encoded, height=image.height, width=image.width,
-      original_height=image.original_height, original_width=image.original_width,
-      original_bytes=image.original_bytes, counts=row.counts, tags=row.tags,
-      challenge=row.challenge)
+  return records.Record.from_image(row, image)
 
 
 def _create(path: str) -> BinaryIO:
@@ -430,7 +426,7 @@ def _local_runner(options: PipelineOptions):
 def _read_info(output_dir: str) -> dict:
   """The job's dataset_info.json, read through Beam's file systems.
 
-  Not `dataset_info.load`: it imports TensorFlow, which the launching process
+  Not `dataset_info.read`: it imports TensorFlow, which the launching process
   of a multi-processing or Dataflow run otherwise never needs (~2 s a run).
   """
   with FileSystems.open(dataset_info.path(output_dir), compression_type="uncompressed") as f:

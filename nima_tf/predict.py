@@ -43,8 +43,8 @@ import tqdm
 from nima_tf import ava
 from nima_tf import imaging
 from nima_tf import ratings
+from nima_tf import sample
 from nima_tf import scoring
-from nima_tf import train
 
 UNREADABLE = "unreadable"
 GLOB_CHARACTERS = "*?["
@@ -116,7 +116,7 @@ def decode(data: bytes, stored_size: int) -> np.ndarray:
   return np.asarray(imaging.resize(image, stored_size))
 
 
-def load(path: str, stored_size: int) -> Union[np.ndarray, Failure]:
+def read_image(path: str, stored_size: int) -> Union[np.ndarray, Failure]:
   """The decoded image of a file, or the `Failure` that stops it."""
   try:
     with tf.io.gfile.GFile(path, "rb") as f:
@@ -147,7 +147,7 @@ def score_files(scorer: scoring.Scorer, paths: Sequence[str], batch_size: int = 
   with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool, tqdm.tqdm(
       total=len(paths), unit="img", file=sys.stderr,
       disable=len(paths) < PROGRESS_MIN_FILES) as progress:
-    submit = lambda batch: [pool.submit(load, path, scorer.stored_size) for path in batch]
+    submit = lambda batch: [pool.submit(read_image, path, scorer.stored_size) for path in batch]
     pending = submit(batches[0]) if batches else []
     for index, batch in enumerate(batches):
       loading, pending = pending, submit(batches[index + 1]) if index + 1 < len(batches) else []
@@ -233,7 +233,7 @@ def define_flags() -> None:
   """The command line; `main` needs it, importers (tests, other tools) do not."""
   flags.DEFINE_string("model", None, "Output folder of `python -m nima_tf.train`, or a .keras "
                       "file (local or gs://). Default: the sample's run, "
-                      + train.sample_output_dir())
+                      + sample.output_dir())
   flags.DEFINE_string("output", None, "Write scores to this .csv or .json file (local or "
                       "gs://) instead of printing a table.")
   flags.DEFINE_bool("sort", False, "Rank the images best first.")
@@ -257,7 +257,7 @@ def main(argv: List[str]) -> int:
   if values.output and os.path.splitext(values.output)[1].lower() not in FORMATS:
     raise app.UsageError(f"--output must end in one of {FORMATS}", USAGE_ERROR)
   try:
-    scorer = scoring.load(values.model or train.sample_output_dir())
+    scorer = scoring.load(values.model or sample.output_dir())
   except (FileNotFoundError, ValueError) as error:
     raise app.UsageError(str(error), USAGE_ERROR) from None
   paths, failures = expand(argv[1:])

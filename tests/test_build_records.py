@@ -187,7 +187,7 @@ def test_dataset_info_summarizes_the_records(built):
   assert summary["mean"] == pytest.approx(np.mean(means))
   assert summary["min"] == pytest.approx(min(means))
   assert info["summary"]["num_votes"]["max"] == max(sum(r.counts) for r in good.values())
-  assert dataset_info.load(config.output_dir)["rows_read"] == info["rows_read"]
+  assert dataset_info.read(config.output_dir)["rows_read"] == info["rows_read"]
   for plot in info["plots"]:
     with Image.open(os.path.join(config.output_dir, plot)) as png:
       assert png.format == "PNG"

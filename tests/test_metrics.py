@@ -1,6 +1,5 @@
 """Tests of the evaluation summary and the streaming Keras metrics."""
 
-import keras
 import numpy as np
 import pytest
 import scipy.stats
@@ -129,18 +128,3 @@ def test_pearson_metric_under_mirrored_strategy_equals_full_array_lcc():
 def test_pearson_metric_rejects_unknown_statistic():
   with pytest.raises(ValueError, match="statistic"):
     metrics.PearsonCorrelation("median")
-
-
-def test_rank_correlation_callback_adds_srcc_of_validation_set():
-  images = np.random.default_rng(12).uniform(size=(10, 4)).astype(np.float32)
-  true_dist = random_distributions(13, n=10).astype(np.float32)
-  model = keras.Sequential(
-      [keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
-  dataset = tf.data.Dataset.from_tensor_slices((images, true_dist)).batch(4)
-  callback = metrics.RankCorrelationCallback(dataset)
-  callback.set_model(model)
-  logs = {}
-  callback.on_epoch_end(0, logs)
-  expected = metrics.summarize(true_dist, model.predict(images, verbose=0))
-  assert logs["val_srcc_mean"] == pytest.approx(expected["srcc_mean"])
-  assert logs["val_srcc_std"] == pytest.approx(expected["srcc_std"])

@@ -127,7 +127,7 @@ def test_exif_orientation_is_applied(scorer, tmp_path):  # pylint: disable=redef
   paths = [save(upright, str(tmp_path / "upright.png")),
            save(rotated, str(tmp_path / "tagged.png"), exif=exif.tobytes()),
            save(rotated, str(tmp_path / "untagged.png"))]
-  decoded = [predict.load(path, scorer.stored_size) for path in paths]
+  decoded = [predict.read_image(path, scorer.stored_size) for path in paths]
   np.testing.assert_array_equal(decoded[1], decoded[0])
   assert np.abs(decoded[2].astype(int) - decoded[0]).mean() > 10
   scores, _ = predict.score_files(scorer, paths[:2])
