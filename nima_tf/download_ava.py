@@ -95,6 +95,12 @@ class Outcome:
   detail: str = ""
 
 
+def default_user_agent() -> str:
+  """Says who asks: this tool, its version and its HTTP client."""
+  return (f"nima_tf/{nima_tf.__version__} (AVA downloader; python-requests/"
+          f"{requests.__version__})")
+
+
 @dataclasses.dataclass(frozen=True)
 class DownloadConfig:
   """Where photos come from and go, and how hard to ask."""
@@ -109,14 +115,8 @@ class DownloadConfig:
   max_retries: int = 5
   backoff_seconds: float = 1.0
   max_backoff_seconds: float = 60.0
-  user_agent: str = dataclasses.field(default_factory=lambda: default_user_agent())
+  user_agent: str = dataclasses.field(default_factory=default_user_agent)
   progress: bool = True
-
-
-def default_user_agent() -> str:
-  """Says who asks: this tool, its version and its HTTP client."""
-  return (f"nima_tf/{nima_tf.__version__} (AVA downloader; python-requests/"
-          f"{requests.__version__})")
 
 
 def fill(template: str, image_id: int) -> str:
