@@ -25,6 +25,9 @@ setuptools.setup(
         "pillow>=11,<13",
         "absl-py>=2.1,<3",
         "gcsfs>=2024.6",
+        "fsspec>=2024.6",  # local and gs:// files of nima_tf.download_ava (gcsfs's own base)
+        "requests>=2.31,<3",  # nima_tf.download_ava's HTTP client
+        "urllib3>=1.26,<3",  # requests' transport; its read-timeout error is classified
         "matplotlib>=3.9,<4",
         "tqdm>=4.66,<5",
     ],

@@ -41,6 +41,7 @@ import tensorflow as tf
 import tqdm
 
 from nima_tf import ava
+from nima_tf import cli
 from nima_tf import imaging
 from nima_tf import ratings
 from nima_tf import sample
@@ -49,8 +50,8 @@ from nima_tf import scoring
 UNREADABLE = "unreadable"
 GLOB_CHARACTERS = "*?["
 PROGRESS_MIN_FILES = 100
-SOME_FAILED = 1
-USAGE_ERROR = 2
+SOME_FAILED = cli.SOME_FAILED
+USAGE_ERROR = cli.USAGE_ERROR
 FORMATS = (".csv", ".json")
 DISTRIBUTION_COLUMNS = [f"p{score}" for score in range(1, ratings.NUM_BINS + 1)]
 
@@ -240,16 +241,6 @@ def define_flags() -> None:
   flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
 
 
-def parse_flags(argv: List[str]) -> List[str]:
-  """absl's parsing, exiting with status 2 (a usage error) on bad flags."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    print(f"FATAL Flags parsing error: {error}\nPass --helpfull to see help on flags.",
-          file=sys.stderr)
-    sys.exit(USAGE_ERROR)
-
-
 def main(argv: List[str]) -> int:
   values = flags.FLAGS
   if len(argv) < 2:
@@ -280,4 +271,4 @@ def main(argv: List[str]) -> int:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

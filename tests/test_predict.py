@@ -190,9 +190,3 @@ def test_table_shows_mean_std_percentages_and_path():
   assert lines[1].split() == ["5.46", "1.20", "0", "1", "5", "20", "30", "25", "15", "4", "0",
                               "0", "photos/a.jpg"]
 
-
-def test_bad_flags_exit_with_the_usage_error_status():
-  with pytest.raises(SystemExit) as exited:
-    predict.parse_flags(["predict", "--no_such_flag=1"])
-  assert exited.value.code == predict.USAGE_ERROR
-
