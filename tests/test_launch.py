@@ -1,6 +1,7 @@
 """The cloud launchers: their dry-run specs, the Dataflow options, the local cluster."""
 
 import datetime
+import importlib.metadata
 import json
 import os
 import re
@@ -18,10 +19,12 @@ import google.auth
 import numpy as np
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from beam_jobs import build_records
 from beam_jobs import records_pipeline
 from launch import cloud
+from launch import constraints
 from launch import dataflow
 from launch import local_multi_worker
 from launch import images
@@ -184,30 +187,61 @@ def test_pipeline_constructs_and_pickles_with_the_dataflow_options():
   assert {"ParseRowFn", "WriteShardFn", "FinalizeFn"} <= restored
 
 
-def test_worker_modules_import_without_tensorflow():
-  code = ("import sys; import beam_jobs.records_pipeline; "
-          "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=cloud.REPO_ROOT)
-
-  assert result.stdout.strip() == "[]"
-
-
-def test_setup_file_packages_what_the_workers_import(tmp_path):
+@pytest.fixture(scope="module")
+def worker_sdist(tmp_path_factory):
+  """The package Dataflow's stager builds from --setup_file, as workers receive it."""
+  tmp_path = tmp_path_factory.mktemp("sdist")
   source = tmp_path / "source"
   for package in ("nima_tf", "beam_jobs", "launch"):
     shutil.copytree(os.path.join(cloud.REPO_ROOT, package), source / package,
                     ignore=shutil.ignore_patterns("__pycache__"))
   shutil.copy(cloud.SETUP_FILE, source / "setup.py")
   (tmp_path / "dist").mkdir()
+  return Stager._build_setup_package(str(source / "setup.py"), str(tmp_path / "dist"))
 
-  # What Dataflow's stager does with --setup_file.
-  sdist = Stager._build_setup_package(str(source / "setup.py"), str(tmp_path / "dist"))
 
-  with tarfile.open(sdist) as archive:
+def test_setup_file_packages_what_the_workers_import(worker_sdist):
+  with tarfile.open(worker_sdist) as archive:
     files = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
   assert {"nima_tf/records.py", "nima_tf/imaging.py", "nima_tf/dataset_info.py",
           "beam_jobs/records_pipeline.py", "setup.py"} <= files
+
+
+def test_workers_install_the_jobs_dependencies_only(worker_sdist):
+  with tarfile.open(worker_sdist) as archive:
+    (member,) = [m for m in archive.getnames() if m.endswith(".egg-info/requires.txt")]
+    text = archive.extractfile(member).read().decode()
+  # pip installs the lines before the first [extra] section: install_requires.
+  installs = {Requirement(line).name for line in text.split("\n[", 1)[0].split()}
+
+  assert installs == {"protobuf", "google-crc32c", "numpy", "pillow", "absl-py",
+                      "matplotlib"}
+
+
+_JOB_IMPORTS = """
+import json, sys
+import apache_beam, apache_beam.io.filesystems, apache_beam.metrics
+import apache_beam.options.pipeline_options
+beam = set(sys.modules)  # Beam's own imports come with its SDK image
+import beam_jobs.records_pipeline
+from nima_tf import dataset_info
+dataset_info.render_plots({field: {} for field in dataset_info.PLOTS})  # FinalizeFn's
+print(json.dumps(sorted({name.split(".")[0] for name in set(sys.modules) - beam})))
+"""
+
+
+def test_job_modules_import_nothing_the_workers_do_not_install():
+  result = subprocess.run([sys.executable, "-c", _JOB_IMPORTS], capture_output=True,
+                          text=True, check=True, cwd=cloud.REPO_ROOT)
+  modules = set(json.loads(result.stdout)) - set(sys.stdlib_module_names) - {
+      "nima_tf", "beam_jobs"}
+  installed, _ = constraints.closure(constraints.setup_requirements()["install_requires"])
+  owners = importlib.metadata.packages_distributions()
+
+  outside = sorted(m for m in modules if not any(canonicalize_name(d) in installed
+                                                 for d in owners.get(m, [m])))
+  assert outside == []
+  assert "matplotlib" in modules  # the check sees the lazy imports too
 
 
 def test_single_mode_is_one_machine_of_gpus_under_mirrored():
