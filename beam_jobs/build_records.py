@@ -9,6 +9,7 @@ itself is `beam_jobs.records_pipeline`; see its docstring for the guarantees.
 """
 
 import logging
+import sys
 from typing import Dict, List
 
 from absl import app
@@ -35,6 +36,13 @@ _MIN_SIDE = flags.DEFINE_integer("min_side", imaging.DEFAULT_MIN_SIDE,
 _MAX_PIXELS = flags.DEFINE_integer("max_pixels", imaging.DEFAULT_MAX_PIXELS,
                                    "Images with more pixels are rejected as too_large "
                                    "before any decoding.")
+_MAX_FILE_BYTES = flags.DEFINE_integer(
+    "max_file_bytes", imaging.DEFAULT_MAX_FILE_BYTES, "Image files with more bytes are "
+    "rejected as too_large before they are read.", lower_bound=1)
+_MAX_REJECT_FRACTION = flags.DEFINE_float(
+    "max_reject_fraction", records_pipeline.DEFAULT_MAX_REJECT_FRACTION,
+    "Publish nothing (keep the previous build) if more than this share of the rows is "
+    "rejected.", lower_bound=0.0, upper_bound=1.0)
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "Shards per split. Default: "
                                    "chosen from the data size (~150 MB shards).", lower_bound=1)
 
@@ -53,8 +61,9 @@ def config_from_flags() -> records_pipeline.JobConfig:
   return records_pipeline.JobConfig(
       ava_dir=ava_dir, output_dir=output_dir, images_dir=_IMAGES_DIR.value,
       image_size=_IMAGE_SIZE.value, validation_fraction=_VALIDATION_FRACTION.value,
-      limits=imaging.ImageLimits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value),
-      num_shards=_NUM_SHARDS.value)
+      limits=imaging.ImageLimits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value,
+                                 max_file_bytes=_MAX_FILE_BYTES.value),
+      num_shards=_NUM_SHARDS.value, max_reject_fraction=_MAX_REJECT_FRACTION.value)
 
 
 def _parse_flags(argv: List[str]) -> List[str]:
@@ -67,7 +76,10 @@ def main(argv: List[str]) -> None:
   config = config_from_flags()
   print(f"Reading AVA from {config.ava_dir}; writing records to {config.output_dir}",
         flush=True)
-  info = records_pipeline.run(config, argv[1:])
+  try:
+    info = records_pipeline.run(config, argv[1:])
+  except (records_pipeline.InputError, records_pipeline.BuildRefused) as error:
+    sys.exit(f"error: {error}")
   print(f"Done in {info['wall_seconds']:.1f} s: {info['rows_read']} rows read, "
         f"{info['records_written']} records written {info['records_per_split']}, "
         f"{info['rows_rejected']} rejected {_nonzero(info['rejected_by_reason'])}.\n"
