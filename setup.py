@@ -24,7 +24,7 @@ setuptools.setup(
         "pandas>=2.2,<4",
         "pillow>=11,<13",
         # libjpeg-turbo in strict mode: JPEGs libjpeg only warns about are rejected (imaging.py)
-        "simplejpeg>=1.8,<2",
+        "simplejpeg>=1.9,<2",
         "absl-py>=2.1,<3",
         "gcsfs>=2024.6",
         "matplotlib>=3.9,<4",

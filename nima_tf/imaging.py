@@ -173,12 +173,19 @@ def decode_jpeg(data: bytes, image: Image.Image, draft_size: int = 0) -> Image.I
 
 
 def check_not_blank(image: Image.Image) -> None:
-  """Rejects (`blank_image`) an image whose pixels are all but constant: it holds no picture."""
-  ranges = [high - low for low, high in image.getextrema()]
-  if max(ranges) <= BLANK_MAX_RANGE:
-    raise ava.Rejected(ava.Reason.BLANK_IMAGE,
-                       f"every channel spans at most {max(ranges)} grey levels "
-                       f"(blank at <= {BLANK_MAX_RANGE}): no picture")
+  """Rejects (`blank_image`) an RGB image whose pixels are all but constant: no picture.
+
+  Band by band, so that a photo is cleared by its first band (a third of the cost).
+  """
+  spans = []
+  for band in range(len(image.getbands())):
+    low, high = image.getchannel(band).getextrema()
+    if high - low > BLANK_MAX_RANGE:
+      return
+    spans.append(high - low)
+  raise ava.Rejected(ava.Reason.BLANK_IMAGE,
+                     f"every channel spans at most {max(spans)} grey levels (blank at <= "
+                     f"{BLANK_MAX_RANGE}): no picture")
 
 
 def resize(image: Image.Image, image_size: int) -> Image.Image:
