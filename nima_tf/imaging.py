@@ -100,15 +100,14 @@ def open_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
 def decode_rgb(image: Image.Image, draft_size: int = 0) -> Image.Image:
   """Fully decodes an opened image to upright 8-bit RGB with Pillow.
 
-  `decode` calls it for every format but JPEG, whose pixel data it checks
-  strictly first.
-
-  EXIF orientation is applied; CMYK, grayscale, palette, 16-bit and alpha
-  images become RGB (transparent areas on white). With `draft_size`, JPEGs are
-  decoded by libjpeg at the smallest power-of-two reduction that still keeps
-  both sides at least `draft_size` px: every byte is still decoded, so corrupt
-  files are still caught, at a fraction of the cost for large originals.
-  Raises `ava.Rejected` (undecodable) when the pixel data is broken. The
+  `decode` calls it for every format but JPEG (see `decode_jpeg`, which
+  hands it CMYK JPEGs once checked). EXIF orientation is applied; CMYK,
+  grayscale, palette, 16-bit and alpha images become RGB (transparent areas
+  on white). With `draft_size`, JPEGs are decoded by libjpeg at the smallest
+  power-of-two reduction that still keeps both sides at least `draft_size` px
+  (every byte is still read), at a fraction of the cost for large originals.
+  Raises `ava.Rejected` (undecodable) when Pillow finds the pixel data broken;
+  libjpeg's warnings go unseen here. The
   opened image is decoded and turned upright in place, and an image that is
   already RGB is returned as is: two copies of the full-size pixels cost up
   to a fifth of the time per image.
@@ -132,8 +131,10 @@ def decode_rgb(image: Image.Image, draft_size: int = 0) -> Image.Image:
 
 
 def draft_scale(size: tuple, draft_size: int) -> int:
-  """The reduction of Pillow's `Image.draft` for a (width, height) JPEG: the
-  largest of 8, 4, 2, 1 that keeps both sides at least `draft_size` (1 if 0)."""
+  """The reduction of Pillow's `Image.draft` for a (width, height) JPEG.
+
+  The largest of 8, 4, 2, 1 that keeps both sides at least `draft_size` (1 if 0).
+  """
   fits = min(side // draft_size for side in size) if draft_size else 1
   return next((scale for scale in _DRAFT_SCALES if fits >= scale), 1)
 
@@ -168,7 +169,10 @@ def decode_jpeg(data: bytes, image: Image.Image, draft_size: int = 0) -> Image.I
   pixels = _decode_jpeg_strictly(data, image.size, "RGB", draft_scale(image.size, draft_size))
   decoded = Image.fromarray(pixels)
   decoded.info.update(image.info)  # EXIF and XMP, for the orientation.
-  ImageOps.exif_transpose(decoded, in_place=True)
+  try:
+    ImageOps.exif_transpose(decoded, in_place=True)
+  except (OSError, SyntaxError, ValueError) as error:
+    raise ava.Rejected(ava.Reason.UNDECODABLE, f"broken EXIF: {error}") from None
   return decoded
 
 
