@@ -58,6 +58,8 @@ setuptools.setup(
         "google-crc32c>=1.5,<2",  # TFRecord checksums in the Beam job (nima_tf/tfrecord.py)
         "numpy>=1.26,<3",
         "pillow>=11,<13",
+        # libjpeg-turbo in strict mode: JPEGs libjpeg only warns about are rejected (imaging.py)
+        "simplejpeg>=1.9,<2",
         "absl-py>=2.1,<3",
         "matplotlib>=3.9,<4",  # dataset_info's plots, drawn on a Dataflow worker
     ],

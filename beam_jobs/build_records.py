@@ -50,6 +50,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer("max_pixels", imaging.DEFAULT_MAX_PIXELS,
                        "Images with more pixels are rejected as too_large before any "
                        "decoding.", flag_values=flag_values)
+  flags.DEFINE_integer("max_file_bytes", imaging.DEFAULT_MAX_FILE_BYTES, "Image files with "
+                       "more bytes are rejected as too_large before they are read.",
+                       lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_float("max_reject_fraction", records_pipeline.DEFAULT_MAX_REJECT_FRACTION,
+                     "Publish nothing (keep the previous build) if more than this share of "
+                     "the rows is rejected.", lower_bound=0.0, upper_bound=1.0,
+                     flag_values=flag_values)
   flags.DEFINE_integer("num_shards", None, "Shards per split. Default: chosen from the data "
                        "size (~150 MB shards).", lower_bound=1, flag_values=flag_values)
 
@@ -69,8 +76,9 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> records_pi
       ava_dir=ava_dir, output_dir=output_dir, images_dir=flag_values.images_dir,
       image_size=flag_values.image_size, validation_fraction=flag_values.validation_fraction,
       limits=imaging.ImageLimits(min_side=flag_values.min_side,
-                                 max_pixels=flag_values.max_pixels),
-      num_shards=flag_values.num_shards)
+                                 max_pixels=flag_values.max_pixels,
+                                 max_file_bytes=flag_values.max_file_bytes),
+      num_shards=flag_values.num_shards, max_reject_fraction=flag_values.max_reject_fraction)
 
 
 def _beam_parser() -> argparse.ArgumentParser:
@@ -127,7 +135,10 @@ def main(argv: List[str]) -> None:
   config = config_from_flags()
   print(f"Reading AVA from {config.ava_dir}; writing records to {config.output_dir}",
         flush=True)
-  info = records_pipeline.run(config, argv[1:])
+  try:
+    info = records_pipeline.run(config, argv[1:])
+  except (records_pipeline.InputError, records_pipeline.BuildRefused) as error:
+    sys.exit(f"error: {error}")
   print(f"Done in {info['wall_seconds']:.1f} s: {info['rows_read']} rows read, "
         f"{info['records_written']} records written {info['records_per_split']}, "
         f"{info['rows_rejected']} rejected {_nonzero(info['rejected_by_reason'])}.\n"

@@ -16,6 +16,7 @@ from nima_tf import predict
 from nima_tf import ratings
 from nima_tf import scoring
 from nima_tf import synthetic
+from tests import file_faults
 from tests import record_fixtures
 from tests import scoring_fixtures
 
@@ -190,3 +191,60 @@ def test_table_shows_mean_std_percentages_and_path():
   assert lines[1].split() == ["5.46", "1.20", "0", "1", "5", "20", "30", "25", "15", "4", "0",
                               "0", "photos/a.jpg"]
 
+
+def test_bad_flags_exit_with_the_usage_error_status():
+  with pytest.raises(SystemExit) as exited:
+    predict.parse_flags(["predict", "--no_such_flag=1"])
+  assert exited.value.code == predict.USAGE_ERROR
+
+
+
+def test_expand_follows_links_but_walks_each_real_folder_once(tmp_path):
+  root = tmp_path / "photos"
+  (root / "sub").mkdir(parents=True)
+  (root / "a.jpg").write_bytes(b"a")
+  (root / "sub" / "b.jpg").write_bytes(b"b")
+  os.symlink("..", root / "sub" / "up")  # a link to the parent: a cycle
+  os.symlink(str(root), root / "sub" / "again")  # a second one: exponential without a check
+  os.symlink("sub", root / "also_sub")  # two names of one folder
+  (tmp_path / "elsewhere").mkdir()
+  (tmp_path / "elsewhere" / "c.jpg").write_bytes(b"c")
+  os.symlink(str(tmp_path / "elsewhere"), root / "linked")
+  paths, failures = file_faults.within(20, predict.expand, [str(root)])
+  assert paths == [str(root / name) for name in ("a.jpg", "linked/c.jpg", "sub/b.jpg")]
+  assert not failures
+
+
+def test_expand_lists_a_file_once_under_its_first_name(tmp_path):
+  (tmp_path / "a.jpg").write_bytes(b"a")
+  os.symlink("a.jpg", tmp_path / "z_alias.jpg")
+  paths, _ = predict.expand([str(tmp_path), str(tmp_path / "a.jpg")])
+  assert paths == [str(tmp_path / "a.jpg")]
+
+
+def test_load_refuses_a_fifo_without_blocking(tmp_path):
+  fifo = file_faults.make_fifo(str(tmp_path / "pipe.jpg"))
+  failure = file_faults.within(10, predict.read_image, fifo, 64, fifo=fifo)
+  assert (failure.reason, "FIFO" in failure.detail) == ("undecodable", True)
+
+
+def test_load_refuses_a_file_over_max_file_bytes_from_its_size(tmp_path):
+  limits = predict.imaging.ImageLimits()
+  path = file_faults.make_sparse(str(tmp_path / "huge.jpg"), limits.max_file_bytes + 1)
+  failure = predict.read_image(path, 64, limits)
+  assert (failure.reason, "--max_file_bytes" in failure.detail) == ("too_large", True)
+
+
+def test_load_rejects_a_jpeg_cut_short_and_padded_with_its_end_marker(tmp_path):
+  jpeg = io.BytesIO()
+  photo(3).save(jpeg, format="JPEG")
+  path = tmp_path / "cut.jpg"
+  path.write_bytes(jpeg.getvalue()[:len(jpeg.getvalue()) // 2] + b"\xff\xd9")
+  failure = predict.read_image(str(path), 64)
+  assert (failure.reason, "premature end of data segment" in failure.detail) == (
+      "undecodable", True)
+
+
+def test_load_rejects_an_image_without_a_picture(tmp_path):
+  path = save(Image.new("RGB", (200, 150), (90, 90, 90)), str(tmp_path / "grey.png"))
+  assert predict.read_image(path, 64).reason == "blank_image"
