@@ -192,12 +192,6 @@ def test_table_shows_mean_std_percentages_and_path():
                               "0", "photos/a.jpg"]
 
 
-def test_bad_flags_exit_with_the_usage_error_status():
-  with pytest.raises(SystemExit) as exited:
-    predict.parse_flags(["predict", "--no_such_flag=1"])
-  assert exited.value.code == predict.USAGE_ERROR
-
-
 
 def test_expand_follows_links_but_walks_each_real_folder_once(tmp_path):
   root = tmp_path / "photos"
