@@ -7,6 +7,7 @@ setuptools.setup(
     version="0.1.0",
     description=("NIMA (Neural Image Assessment) on AVA with TensorFlow: a Beam data "
                  "job, a tf.data input pipeline, distributed training and export."),
+    license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["nima_tf", "nima_tf.*", "beam_jobs",
                                                "launch"]),
@@ -29,8 +30,20 @@ setuptools.setup(
         "tqdm>=4.66,<5",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4"],
+        # Playwright drives the system's Chromium (`apt-get install chromium`) in
+        # tests/test_gallery.py; it never downloads a browser of its own.
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.6,<4", "playwright>=1.50,<2"],
         "cloud": ["google-cloud-aiplatform>=1.100,<2"],
-        "bench": ["psutil>=5.9", "py-spy>=0.3"],
+        "bench": ["psutil>=5.9", "py-spy>=0.3", "playwright>=1.50,<2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "nima-build-records = beam_jobs.build_records:run",
+            "nima-synthetic = nima_tf.synthetic:run",
+            "nima-train = nima_tf.train:run",
+            "nima-evaluate = nima_tf.evaluate:run",
+            "nima-predict = nima_tf.predict:run",
+            "nima-export = nima_tf.export:run",
+        ],
     },
 )
