@@ -209,6 +209,8 @@ def write(output: str, scores: Sequence[ScoreLike], failures: Sequence[FailureLi
           header: Mapping[str, Any], size: int = THUMBNAIL_SIZE) -> None:
   """Writes the gallery of `scores` to `output` (local or gs://), whole or not at all."""
   page = render(scores, failures, make_thumbnails([s.path for s in scores], size), header)
+  if os.path.dirname(output):
+    tf.io.gfile.makedirs(os.path.dirname(output))
   partial = output + ".partial"
   with tf.io.gfile.GFile(partial, "w") as f:
     f.write(page)

@@ -103,6 +103,13 @@ def test_render_escapes_file_names_failures_and_header_values():
   assert "café ☕ 日本語.png" in page
 
 
+def test_render_with_nothing_scored_lists_the_failures():
+  page = gallery.render([], FAILURES, {}, HEADER)
+  assert '<figure class="card">' not in page
+  assert "0 photo(s)" in page and "2 file(s) could not be scored" in page
+  assert page.count("<tr><td>") == len(FAILURES)
+
+
 def test_render_shows_paths_below_their_common_folder_in_full_on_hover():
   paths = ["/data/trip/a.jpg", "/data/trip/day 2/b.jpg", "/data/tripod.jpg"]
   scores = [predict.Score(path, 5.0, 1.0, distribution_around(5.0)) for path in paths]
@@ -123,7 +130,7 @@ def test_render_fetches_nothing_from_outside_the_file():
   assert "default-src 'none'; img-src data:" in page
 
 
-def test_write_embeds_thumbnails_of_the_scored_files(tmp_path):
+def test_write_embeds_thumbnails_best_first_in_a_new_folder(tmp_path):
   paths = []
   for index, colour in enumerate(("red", "green")):
     paths.append(str(tmp_path / f"{index}.jpg"))
@@ -131,14 +138,14 @@ def test_write_embeds_thumbnails_of_the_scored_files(tmp_path):
       f.write(jpeg(colour))
   scores = [predict.Score(path, 5.0 + index, 1.0, distribution_around(5.0))
             for index, path in enumerate(paths)]
-  output = str(tmp_path / "gallery.html")
+  output = str(tmp_path / "new folder" / "gallery.html")
   gallery.write(output, scores, [], HEADER)
   with open(output, encoding="utf-8") as f:
     page = f.read()
   uris = re.findall(r'src="(data:[^"]*)"', page)
   colours = [decoded(uri).convert("RGB").getpixel((10, 10)) for uri in uris]
   assert [max(range(3), key=colour.__getitem__) for colour in colours] == [1, 0]  # green first
-  assert sorted(os.listdir(tmp_path)) == ["0.jpg", "1.jpg", "gallery.html"]
+  assert os.listdir(tmp_path / "new folder") == ["gallery.html"]
 
 
 @pytest.fixture(scope="module")
