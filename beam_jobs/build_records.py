@@ -149,6 +149,11 @@ def _nonzero(counts: Dict[str, int]) -> Dict[str, int]:
   return {key: value for key, value in counts.items() if value}
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-build-records` command: `main` with this module's flags."""
   define_flags()
   app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()

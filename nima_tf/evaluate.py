@@ -316,6 +316,11 @@ def main(argv: List[str]) -> None:
   print(f"Predictions, metrics and report in {output_dir}", flush=True)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-evaluate` command: `main` with this module's flags."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -223,6 +223,11 @@ def main(argv: List[str]) -> None:
         f"(agreement in {output + AGREEMENT_SUFFIX})", flush=True)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-export` command: `main` with this module's flags."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

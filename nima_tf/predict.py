@@ -2,6 +2,7 @@ r"""Scores photos with a trained NIMA: files, folders, globs, local or gs://.
 
   python -m nima_tf.predict photos/ [--model=runs/1] [--sort]          # table on stdout
   python -m nima_tf.predict 'gs://b/rooms/*.jpg' --output=scores.csv   # or scores.json
+  python -m nima_tf.predict photos/ --html=gallery.html               # a page of photos
 
 Each PATH is a file, a folder (every file under it, recursively, following
 symbolic links but walking each real folder once), or a glob; hidden files
@@ -21,6 +22,8 @@ a table on stdout. `--output=X.csv`: columns `path, mean, std, p1..p10`, and
 `X.errors.csv` beside it (`path, reason, detail`, header only when all were
 scored). `--output=X.json`: `{"model", "scores": [{path, mean, std,
 distribution}], "errors": [{path, reason, detail}]}`.
+`--html=X.html`: a self-contained page of the photos ranked by mean score,
+with their distributions and the failures (`nima_tf.gallery`).
 
 A file that cannot be scored is reported on stderr with its reason
 (`missing_image`, `unreadable`, `empty_file`, `undecodable`, `too_small`,
@@ -45,6 +48,7 @@ import tqdm
 
 from nima_tf import ava
 from nima_tf import cli
+from nima_tf import gallery
 from nima_tf import image_files
 from nima_tf import imaging
 from nima_tf import ratings
@@ -282,6 +286,8 @@ def define_flags() -> None:
   flags.DEFINE_string("output", None, "Write scores to this .csv or .json file (local or "
                       "gs://) instead of printing a table.")
   flags.DEFINE_bool("sort", False, "Rank the images best first.")
+  flags.DEFINE_string("html", None, "Also write a gallery of the photos ranked by score, "
+                      "with the failures, to this self-contained HTML file (local or gs://).")
   flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
   flags.DEFINE_integer("max_file_bytes", imaging.DEFAULT_MAX_FILE_BYTES, "Files with more "
                        "bytes are not read (too_large).", lower_bound=1)
@@ -313,10 +319,18 @@ def main(argv: List[str]) -> int:
     print(f"Wrote {', '.join(written)}", file=sys.stderr)
   else:
     print(table(scores))
+  if values.html:
+    gallery.write(values.html, scores, failures, gallery.model_description(scorer))
+    print(f"Wrote {values.html}", file=sys.stderr)
   print(f"{len(scores)} image(s) scored, {len(failures)} failed", file=sys.stderr, flush=True)
   return SOME_FAILED if failures else 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-predict` command: `main` with this module's flags."""
   define_flags()
   app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+  run()

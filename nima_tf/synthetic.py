@@ -508,8 +508,15 @@ def main(argv):
   generate(flags.FLAGS.out, flags.FLAGS.num_images, seed=flags.FLAGS.seed)
 
 
-if __name__ == "__main__":
-  # Flags are defined only when run as a program, so that importing this
-  # module from another program never clashes with that program's flags.
+def run() -> None:
+  """The `nima-synthetic` command: `main` with this module's flags.
+
+  Flags are defined only when run as a program, so that importing this
+  module from another program never clashes with that program's flags.
+  """
   _define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -329,6 +329,11 @@ def main(argv: List[str]) -> None:
   print(f"Model and artifacts in {result.output_dir}", flush=True)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-train` command: `main` with this module's flags."""
   config_lib.define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

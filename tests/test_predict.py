@@ -1,5 +1,6 @@
 """Scoring photo files: paths, decoding, failures, outputs and exit status."""
 
+import html
 import io
 import json
 import os
@@ -181,6 +182,27 @@ def test_command_line_writes_sorted_csv_and_errors_and_exits_1(scorer, folder, t
   for name, reason in BAD.items():
     assert f"error: {os.path.join(folder, name)}: {reason}: " in completed.stderr
   assert "4 image(s) scored, 4 failed" in completed.stderr
+
+
+def test_command_line_writes_an_html_gallery_best_first_with_the_failures(scorer, tmp_path):  # pylint: disable=redefined-outer-name
+  folder = str(tmp_path / "photos")
+  paths = [save(photo(index), os.path.join(folder, name)) for index, name in enumerate(
+      ['<img src=x onerror=alert(1)> & "q".jpg', "café.png", "c.jpg"], start=1)]
+  broken = os.path.join(folder, "broken.jpg")
+  with open(broken, "wb") as f:
+    f.write(b"not a photo")
+  output = str(tmp_path / "gallery.html")
+  completed = run_cli(folder, f"--model={scorer.run_dir}", f"--html={output}")
+  assert completed.returncode == predict.SOME_FAILED, completed.stderr[-2000:]
+  with open(output, encoding="utf-8") as f:
+    page = f.read()
+  expected, _ = predict.score_files(scorer, paths)
+  positions = [page.index(f'title="{html.escape(score.path)}"')
+               for score in predict.best_first(expected)]
+  assert positions == sorted(positions)
+  assert page.count('<figure class="card">') == page.count('src="data:image/jpeg;') == 3
+  assert f"<td>{html.escape(broken)}</td><td>undecodable</td>" in page
+  assert f"<dd>{html.escape(scorer.model_path)}</dd>" in page
 
 
 def test_table_shows_mean_std_percentages_and_path():
