@@ -17,13 +17,16 @@ augmentation), so the figures are those `train` reports. Writes to
 * `accuracy_by_bin.csv` and `report.md` with three PNG figures: predicted and
   true mean scores overlaid, predicted against true, and accuracy by true
   score bin (AVA's extremes are rare and hard); the report sets the run beside
-  NIMA's published results on the official AVA test split.
+  NIMA's published results on the official AVA test split, saying per row
+  whether the comparison holds, and opens with a warning when the model is
+  the built-in synthetic sample's (`model_card`).
 """
 
 import dataclasses
 import json
 import os
-from typing import Dict, List
+import sys
+from typing import Dict, List, Optional
 
 from absl import app
 from absl import flags
@@ -35,6 +38,7 @@ import tqdm
 from nima_tf import data
 from nima_tf import figures
 from nima_tf import metrics
+from nima_tf import model_card
 from nima_tf import ratings
 from nima_tf import records
 from nima_tf import sample
@@ -144,6 +148,18 @@ class ReportContext:
   input_size: int
   records_dir: str
   split: str
+  card: Optional[dict] = None
+
+
+def comparison_validity(context: ReportContext) -> str:
+  """Whether this run's figures compare with NIMA's published ones, and if not why."""
+  if model_card.is_synthetic(context.card) or model_card.is_sample_records(context.records_dir):
+    return "no: the built-in synthetic sample, not AVA"
+  if context.split != splits.TEST:
+    return f"no: the {context.split} split, not AVA's official test split"
+  if context.card is None:
+    return "only if these are AVA records (no model card says what the model was trained on)"
+  return "yes, if these records were built from AVA with its official test list"
 
 
 def _figures(predictions: pd.DataFrame, by_bin: pd.DataFrame, summary: dict) -> Dict[str, bytes]:
@@ -199,9 +215,13 @@ def _number(value: float, percent: bool = False) -> str:
 def report_markdown(summary: dict, by_bin: pd.DataFrame, context: ReportContext) -> str:
   """`report.md`: the metrics, the figures, the bins and the published results."""
   where = f"the `{context.split}` split of `{context.records_dir}`"
-  lines = [
-      "# NIMA evaluation",
-      "",
+  validity = comparison_validity(context)
+  lines = ["# NIMA evaluation", ""]
+  if model_card.is_synthetic(context.card):
+    lines += [f"**This model was trained on the built-in synthetic sample: its scores mean "
+              "nothing for real photos, and these figures say only how well it learned the "
+              "sample.**", ""]
+  lines += [
       f"Model `{context.model_path}` ({context.backbone}, {context.input_size} px input), "
       f"scored on {where}: {summary['count']} images, each stored image resized whole to "
       "the input size, as in evaluation during training.",
@@ -220,15 +240,16 @@ def report_markdown(summary: dict, by_bin: pd.DataFrame, context: ReportContext)
       "",
       "## Beside the published results",
       "",
-      "| model | evaluated on | accuracy | LCC (mean) | SRCC (mean) | EMD |",
-      "| --- | --- | --- | --- | --- | --- |",
+      "| model | evaluated on | accuracy | LCC (mean) | SRCC (mean) | EMD | comparable with "
+      "this run |",
+      "| --- | --- | --- | --- | --- | --- | --- |",
       f"| this run ({context.backbone}) | {where} | {_number(summary['accuracy'], percent=True)} "
       f"| {_number(summary['lcc_mean'])} | {_number(summary['srcc_mean'])} "
-      f"| {_number(summary['emd'])} |",
+      f"| {_number(summary['emd'])} | |",
   ]
   lines += [f"| NIMA {result.base}: **published** | official AVA test split | "
             f"{_number(result.accuracy, percent=True)} | {result.lcc_mean:.3f} | "
-            f"{result.srcc_mean:.3f} | {result.emd:.3f} |" for result in PUBLISHED]
+            f"{result.srcc_mean:.3f} | {result.emd:.3f} | {validity} |" for result in PUBLISHED]
   lines += [
       "",
       f"Published figures: {PUBLISHED_SOURCE}, on the official AVA test split. They are "
@@ -282,7 +303,8 @@ def evaluate(scorer: scoring.Scorer, records_dir: str, split: str, output_dir: s
   """Scores the split, writes every output to `output_dir`; returns the metrics."""
   predictions = predict_records(scorer, records_dir, split, batch_size)
   context = ReportContext(model_path=scorer.model_path, backbone=scorer.backbone,
-                          input_size=scorer.input_size, records_dir=records_dir, split=split)
+                          input_size=scorer.input_size, records_dir=records_dir, split=split,
+                          card=scorer.card)
   return write_outputs(output_dir, predictions, context)
 
 
@@ -309,6 +331,8 @@ def main(argv: List[str]) -> None:
   except (FileNotFoundError, ValueError) as error:
     raise app.UsageError(str(error)) from None
   output_dir = values.output_dir or os.path.join(scorer.run_dir, "evaluation", values.split)
+  if model_card.is_synthetic(scorer.card):
+    print(model_card.SYNTHETIC_WARNING, file=sys.stderr, flush=True)
   summary = evaluate(scorer, records_dir, values.split, output_dir, values.batch_size)
   print(f"{summary['count']} images: accuracy {summary['accuracy']:.2%}, EMD "
         f"{summary['emd']:.4f}, LCC/SRCC mean {summary['lcc_mean']:.3f}/"

@@ -30,6 +30,7 @@ import tqdm
 
 from nima_tf import ava
 from nima_tf import imaging
+from nima_tf import model_card
 from nima_tf import ratings
 
 THUMBNAIL_SIZE = 160
@@ -118,10 +119,10 @@ def make_thumbnails(paths: Sequence[str], size: int = THUMBNAIL_SIZE,
 
 
 def model_description(scorer) -> Dict[str, str]:
-  """The gallery header for a `scoring.Scorer`: what predict knows of its model."""
+  """The gallery header for a `scoring.Scorer`: its file and card (`model_card`)."""
   return {"model": scorer.model_path, "backbone": scorer.backbone,
           "input size": f"{scorer.input_size} px",
-          "stored size": f"{scorer.stored_size} px"}
+          "stored size": f"{scorer.stored_size} px", **model_card.header(scorer.card)}
 
 
 def _text(value: Any) -> str:

@@ -20,8 +20,11 @@ Output: per image, the mean score, its standard deviation and the 10-bin
 distribution, in input order or best first with `--sort`. Without `--output`,
 a table on stdout. `--output=X.csv`: columns `path, mean, std, p1..p10`, and
 `X.errors.csv` beside it (`path, reason, detail`, header only when all were
-scored). `--output=X.json`: `{"model", "scores": [{path, mean, std,
-distribution}], "errors": [{path, reason, detail}]}`.
+scored) and `X.model_card.json` (`{"model", "model_card"}`). `--output=X.json`:
+`{"model", "model_card", "scores": [{path, mean, std, distribution}],
+"errors": [{path, reason, detail}]}`. The table starts with the model's card
+(`model_card`: what it was trained on); a model of the built-in synthetic
+sample gets a one-line warning on stderr.
 `--html=X.html`: a self-contained page of the photos ranked by mean score,
 with their distributions and the failures (`nima_tf.gallery`).
 
@@ -37,7 +40,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Iterable, List, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 from absl import app
 from absl import flags
@@ -51,6 +54,7 @@ from nima_tf import cli
 from nima_tf import gallery
 from nima_tf import image_files
 from nima_tf import imaging
+from nima_tf import model_card
 from nima_tf import ratings
 from nima_tf import sample
 from nima_tf import scoring
@@ -239,9 +243,11 @@ def failures_frame(failures: Sequence[Failure]) -> pd.DataFrame:
                       columns=["path", "reason", "detail"])
 
 
-def to_json(scores: Sequence[Score], failures: Sequence[Failure], model_path: str) -> str:
+def to_json(scores: Sequence[Score], failures: Sequence[Failure], model_path: str,
+            card: Optional[dict] = None) -> str:
   return json.dumps({
       "model": model_path,
+      "model_card": card,
       "scores": [{**dataclasses.asdict(s), "distribution": list(s.distribution)} for s in scores],
       "errors": [dataclasses.asdict(f) for f in failures],
   }, indent=2)
@@ -261,15 +267,25 @@ def errors_path(output: str) -> str:
   return os.path.splitext(output)[0] + ".errors.csv"
 
 
+def model_card_path(output: str) -> str:
+  """`scores.csv` -> `scores.model_card.json`."""
+  return os.path.splitext(output)[0] + ".model_card.json"
+
+
 def write(output: str, scores: Sequence[Score], failures: Sequence[Failure],
-          model_path: str) -> List[str]:
-  """Writes `output` (.csv or .json, local or gs://); returns the files written."""
+          model_path: str, card: Optional[dict] = None) -> List[str]:
+  """Writes `output` (.csv or .json, local or gs://); returns the files written.
+
+  The model's card goes into the JSON, or beside the CSV (`model_card_path`).
+  """
   extension = os.path.splitext(output)[1].lower()
   if extension == ".json":
-    texts = {output: to_json(scores, failures, model_path)}
+    texts = {output: to_json(scores, failures, model_path, card)}
   elif extension == ".csv":
     texts = {output: scores_frame(scores).to_csv(index=False),
-             errors_path(output): failures_frame(failures).to_csv(index=False)}
+             errors_path(output): failures_frame(failures).to_csv(index=False),
+             model_card_path(output): json.dumps({"model": model_path, "model_card": card},
+                                                 indent=2)}
   else:
     raise ValueError(f"--output must end in one of {FORMATS}, got {output!r}")
   for path, text in texts.items():
@@ -306,6 +322,8 @@ def main(argv: List[str]) -> int:
   paths, failures = expand(argv[1:])
   if not paths and not failures:
     raise app.UsageError("no files to score", USAGE_ERROR)
+  if model_card.is_synthetic(scorer.card):
+    print(model_card.SYNTHETIC_WARNING, file=sys.stderr, flush=True)
   scores, unscored = score_files(
       scorer, paths, values.batch_size,
       limits=imaging.ImageLimits(max_file_bytes=values.max_file_bytes))
@@ -315,9 +333,10 @@ def main(argv: List[str]) -> int:
   for failure in failures:
     print(f"error: {failure.path}: {failure.reason}: {failure.detail}", file=sys.stderr)
   if values.output:
-    written = write(values.output, scores, failures, scorer.model_path)
+    written = write(values.output, scores, failures, scorer.model_path, scorer.card)
     print(f"Wrote {', '.join(written)}", file=sys.stderr)
   else:
+    print(f"model: {scorer.model_path}\n{model_card.describe(scorer.card)}\n")
     print(table(scores))
   if values.html:
     gallery.write(values.html, scores, failures, gallery.model_description(scorer))

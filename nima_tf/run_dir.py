@@ -15,10 +15,12 @@ import dataclasses
 import json
 import os
 import tempfile
-from typing import Iterator
+from typing import Iterator, Optional
 
 import keras
 import tensorflow as tf
+
+from nima_tf import model_card
 
 MODEL_FILE = "nima.keras"
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -27,6 +29,8 @@ FLAGS_FILE = "flags.json"
 WALL_TIME_FILE = "wall_time.json"
 PLOT_FILE = "history.png"
 TEST_METRICS_FILE = "test_metrics.json"
+MODEL_CARD_FILE = "model_card.json"
+SELECTION_FILE = "selection.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,3 +134,21 @@ def copy_folder(source: str, target: str) -> None:
     tf.io.gfile.makedirs(target)
     for name in tf.io.gfile.listdir(source):
       tf.io.gfile.copy(os.path.join(source, name), os.path.join(target, name))
+
+
+def read_model_card(output_dir: str) -> Optional[dict]:
+  """The model card of a run folder, with its epoch selection if one was made since.
+
+  A run written before cards existed gets one made from its `flags.json`;
+  None when neither file is there (a lone `.keras` file).
+  """
+  card = read_json(os.path.join(output_dir, MODEL_CARD_FILE))
+  if card is None:
+    settings = read_json(os.path.join(output_dir, FLAGS_FILE))
+    if settings is None:
+      return None
+    card = model_card.make(settings)
+  selection = read_json(os.path.join(output_dir, SELECTION_FILE))
+  if selection is not None:
+    card["selection"] = selection
+  return card

@@ -43,7 +43,8 @@ class Scorer:
 
   `stored_size` is the side of the stored record images, the size files are
   first resized to; `records_dir` is the records it was trained on, when
-  known (the default data of `evaluate` and `export`).
+  known (the default data of `evaluate` and `export`); `card` what the
+  model is (`model_card`), when its run folder says.
   """
 
   model: keras.Model
@@ -51,6 +52,7 @@ class Scorer:
   stored_size: int = imaging.DEFAULT_IMAGE_SIZE
   records_dir: Optional[str] = None
   model_path: str = ""
+  card: Optional[dict] = None
 
   @property
   def input_size(self) -> int:
@@ -181,7 +183,7 @@ def load(path: str) -> Scorer:
   The backbone is read from the model's name (`model.build_model` names it);
   the run's `flags.json`, when present beside the file, gives the records it
   was trained on, and their `dataset_info.json` the stored image size
-  (default 256). Raises FileNotFoundError with what to pass when there is
+  (default 256); `model_card.json` (`run_dir.read_model_card`) what it is. Raises FileNotFoundError with what to pass when there is
   no model.
   """
   keras_file = model_file(path)
@@ -193,7 +195,8 @@ def load(path: str) -> Scorer:
   records_dir = _run_flags(os.path.dirname(keras_file)).get("records_dir")
   return Scorer(model=nima, backbone=model_lib.backbone_of(nima),
                 stored_size=_stored_size(records_dir), records_dir=records_dir,
-                model_path=keras_file)
+                model_path=keras_file,
+                card=run_dir_lib.read_model_card(os.path.dirname(keras_file)))
 
 
 def records_dir_of(scorer: Scorer, records_dir: Optional[str] = None) -> str:

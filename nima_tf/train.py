@@ -59,6 +59,7 @@ from nima_tf import distribution
 from nima_tf import figures
 from nima_tf import metrics
 from nima_tf import model as model_lib
+from nima_tf import model_card
 from nima_tf import run_dir
 from nima_tf import scoring
 from nima_tf import splits
@@ -299,13 +300,17 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: run_dir
 
 def _export(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
             histories: Dict[str, List[dict]], summaries: Dict[str, dict]) -> dict:
-  """Writes the model, its weights, timings and plot, then the test metrics (last)."""
+  """Writes the model, its weights, timings, card and plot, then the test metrics (last)."""
   run_dir.save_model(model, paths.artifact(run_dir.MODEL_FILE))
   inference_model = model_lib.build_model(
       dataclasses.replace(model_config(config), weights=model_lib.NO_WEIGHTS))
   inference_model.set_weights(model.get_weights())
   run_dir.save_weights(inference_model, paths.artifact(run_dir.WEIGHTS_FILE))
   run_dir.write_json(paths.artifact(run_dir.WALL_TIME_FILE), summaries)
+  run_dir.write_json(paths.artifact(run_dir.MODEL_CARD_FILE), model_card.make(
+      dataclasses.asdict(config), dataset_info.read(config.records_dir),
+      {name: summary["epochs"] for name, summary in summaries.items()},
+      run_dir.read_json(paths.artifact(run_dir.SELECTION_FILE))))
   write_history_plot(paths, histories)
   test_data = data.make_dataset(config.records_dir, splits.TEST, input_config(config))
   predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)

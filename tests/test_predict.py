@@ -150,7 +150,7 @@ def test_json_output_holds_scores_and_errors(tmp_path):
   with open(output) as f:
     written = json.load(f)
   assert written == {
-      "model": "run/nima.keras",
+      "model": "run/nima.keras", "model_card": None,
       "scores": [{"path": "a.jpg", "mean": 5.5, "std": 1.4, "distribution": [0.1] * 10}],
       "errors": [{"path": "b.txt", "reason": "undecodable",
                   "detail": "not an image Pillow reads"}],

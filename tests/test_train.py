@@ -110,6 +110,9 @@ def test_run_writes_model_weights_flags_histories_plot_logs_and_test_metrics(res
   metrics = json.load(open(path(run_dir.TEST_METRICS_FILE)))
   assert metrics["count"] == 16 and 0 < metrics["emd"] < 1
   assert set(json.load(open(path(run_dir.WALL_TIME_FILE)))) == {config_lib.HEAD, config_lib.ALL}
+  card = json.load(open(path(run_dir.MODEL_CARD_FILE)))
+  assert (card["records_dir"], card["built_in_sample"], card["input_size"], card["epochs"]) == (
+      config.records_dir, False, 32, {config_lib.HEAD: 1, config_lib.ALL: 2})
   with open(path("history_all.csv")) as f:
     header, *rows = f.read().splitlines()
   assert {"epoch", "loss", "val_loss", "val_srcc_mean", "images_per_second"} <= set(
