@@ -19,7 +19,13 @@ Versions of a tested environment are pinned in `launch/constraints.txt`
 (`python -m launch.constraints` writes it).
 """
 
+import re
+
 import setuptools
+
+# One version, nima_tf.__version__, read without importing the package.
+with open("nima_tf/__init__.py", encoding="utf-8") as init_file:
+  VERSION = re.search(r'^__version__ = "([^"]+)"', init_file.read(), re.M).group(1)
 
 DOWNLOAD = [
     "requests>=2.31,<3",  # nima_tf.download_ava's HTTP client
@@ -45,7 +51,7 @@ CLOUD = ["google-cloud-aiplatform>=1.100,<2"] + JOB + TRAIN
 
 setuptools.setup(
     name="nima_tf",
-    version="0.1.0",
+    version=VERSION,
     description=("NIMA (Neural Image Assessment) on AVA with TensorFlow: a Beam data "
                  "job, a tf.data input pipeline, distributed training and export."),
     license="Apache-2.0",

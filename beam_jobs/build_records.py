@@ -20,6 +20,7 @@ from absl import flags
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import records_pipeline
+from nima_tf import cli
 from nima_tf import flag_check
 from nima_tf import imaging
 
@@ -151,6 +152,7 @@ def _nonzero(counts: Dict[str, int]) -> Dict[str, int]:
 
 def run() -> None:
   """The `nima-build-records` command: `main` with this module's flags."""
+  cli.exit_on_version()
   define_flags()
   app.run(main, flags_parser=_parse_flags)
 

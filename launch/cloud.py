@@ -21,6 +21,8 @@ from typing import Callable, List, NoReturn, Optional
 from absl import app
 from absl import flags
 
+from nima_tf import cli
+
 GCS_PREFIX = "gs://"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETUP_FILE = os.path.join(REPO_ROOT, "setup.py")
@@ -156,4 +158,5 @@ def run(main: Callable[[List[str]], None]) -> None:
     except flags.Error as error:
       usage_error(error)
 
+  cli.exit_on_version()
   app.run(main, flags_parser=parse)

@@ -707,5 +707,6 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
+  cli.exit_on_version()
   define_flags()
   app.run(main, flags_parser=cli.parse_flags)

@@ -35,6 +35,7 @@ import pandas as pd
 import tensorflow as tf
 import tqdm
 
+from nima_tf import cli
 from nima_tf import data
 from nima_tf import figures
 from nima_tf import metrics
@@ -342,6 +343,7 @@ def main(argv: List[str]) -> None:
 
 def run() -> None:
   """The `nima-evaluate` command: `main` with this module's flags."""
+  cli.exit_on_version()
   define_flags()
   app.run(main)
 

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.stats
 import tensorflow as tf
 
+from nima_tf import cli
 from nima_tf import data
 from nima_tf import ratings
 from nima_tf import sample
@@ -225,6 +226,7 @@ def main(argv: List[str]) -> None:
 
 def run() -> None:
   """The `nima-export` command: `main` with this module's flags."""
+  cli.exit_on_version()
   define_flags()
   app.run(main)
 

@@ -347,6 +347,7 @@ def main(argv: List[str]) -> int:
 
 def run() -> None:
   """The `nima-predict` command: `main` with this module's flags."""
+  cli.exit_on_version()
   define_flags()
   app.run(main, flags_parser=cli.parse_flags)
 

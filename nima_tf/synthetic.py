@@ -68,6 +68,7 @@ from PIL import ImageFilter
 from scipy import optimize
 
 from nima_tf import ava
+from nima_tf import cli
 from nima_tf import imaging
 from nima_tf import ratings
 
@@ -514,6 +515,7 @@ def run() -> None:
   Flags are defined only when run as a program, so that importing this
   module from another program never clashes with that program's flags.
   """
+  cli.exit_on_version()
   _define_flags()
   app.run(main)
 

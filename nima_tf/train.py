@@ -52,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from nima_tf import callbacks as callbacks_lib
+from nima_tf import cli
 from nima_tf import config as config_lib
 from nima_tf import data
 from nima_tf import dataset_info
@@ -336,6 +337,7 @@ def main(argv: List[str]) -> None:
 
 def run() -> None:
   """The `nima-train` command: `main` with this module's flags."""
+  cli.exit_on_version()
   config_lib.define_flags()
   app.run(main)
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from absl import app
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {
@@ -47,3 +48,17 @@ def test_each_console_command_runs_the_main_of_its_module(tmp_path, monkeypatch)
     entry_points[command].load()()
     assert entry_points[command].module == module_name
     assert calls == ["define flags"] * len(defines_flags) + [module.main], command
+
+
+def test_every_command_prints_the_package_version_and_exits_0(monkeypatch, capsys):
+  import nima_tf  # pylint: disable=g-import-not-at-top
+  from nima_tf import cli  # pylint: disable=g-import-not-at-top
+
+  assert cli.version() == nima_tf.__version__
+  monkeypatch.setattr(app, "run", lambda *args, **kwargs: pytest.fail("flags were parsed"))
+  for command, module_name in COMMANDS.items():
+    monkeypatch.setattr(sys, "argv", [f"/venv/bin/{command}", "--version"])
+    with pytest.raises(SystemExit) as exited:
+      importlib.import_module(module_name).run()
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"{command} {nima_tf.__version__}\n"
