@@ -233,6 +233,26 @@ def decode(data: bytes,
                       original_format=(image.format or "unknown").lower())
 
 
+def prepare(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE,
+            limits: ImageLimits = ImageLimits()) -> Image.Image:
+  """An image already opened or made in memory -> upright RGB at the stored size.
+
+  `decode`'s steps after reading the file (EXIF orientation, RGB, resize,
+  the size and blank checks), on a copy: the caller's image is left as is.
+  Raises `ava.Rejected` (undecodable, too_small, too_large, blank_image).
+  """
+  width, height = image.size
+  if min(width, height) < limits.min_side:
+    raise ava.Rejected(ava.Reason.TOO_SMALL,
+                       f"{width}x{height} has a side under {limits.min_side} px")
+  if width * height > limits.max_pixels:
+    raise ava.Rejected(ava.Reason.TOO_LARGE,
+                       f"{width}x{height} has over {limits.max_pixels} pixels")
+  resized = resize(decode_rgb(image.copy()), image_size)
+  check_not_blank(resized)
+  return resized
+
+
 def process(data: bytes,
             image_size: int = DEFAULT_IMAGE_SIZE,
             limits: ImageLimits = ImageLimits()) -> ProcessedImage:

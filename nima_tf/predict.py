@@ -40,7 +40,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from absl import app
 from absl import flags
@@ -187,19 +187,20 @@ def _batches(items: Sequence, size: int) -> List[Sequence]:
 
 
 def score_files(scorer: scoring.Scorer, paths: Sequence[str], batch_size: int = 32,
-                threads: int = 0, limits: imaging.ImageLimits = imaging.ImageLimits()
-                ) -> Tuple[List[Score], List[Failure]]:
+                threads: int = 0, limits: imaging.ImageLimits = imaging.ImageLimits(),
+                read: Callable = read_image) -> Tuple[List[Score], List[Failure]]:
   """Scores files in input order; returns their scores and the files that failed.
 
   Files are read and decoded by `threads` threads (default: one per CPU),
-  one batch ahead of the model, within `limits`.
+  one batch ahead of the model, within `limits`. `read(path, stored_size,
+  limits)` gives the decoded image or its `Failure` (default `read_image`).
   """
   scores, failures = [], []
   batches = _batches(list(paths), batch_size)
   with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool, tqdm.tqdm(
       total=len(paths), unit="img", file=sys.stderr,
       disable=len(paths) < PROGRESS_MIN_FILES) as progress:
-    submit = lambda batch: [pool.submit(read_image, path, scorer.stored_size, limits)
+    submit = lambda batch: [pool.submit(read, path, scorer.stored_size, limits)
                             for path in batch]
     pending = submit(batches[0]) if batches else []
     for index, batch in enumerate(batches):
