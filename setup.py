@@ -11,6 +11,8 @@ The dependencies are split by who needs them (README, "Install"):
   client (`nima_tf.download_ava`).
 - `train`: TensorFlow and what training, evaluation, prediction and export use.
   The trainer image installs `.[train]`, without Beam.
+- `gpu`: `train` with TensorFlow's CUDA libraries (`tensorflow[and-cuda]`), for
+  NVIDIA GPUs on Linux.
 - `cloud`: the launchers (they check pass-through flags against the job's and
   the trainer's flag definitions, so they need both).
 - `test`: everything above and the test tools.
@@ -48,6 +50,8 @@ TRAIN = [
     "tqdm>=4.66,<5",
 ]
 CLOUD = ["google-cloud-aiplatform>=1.100,<2"] + JOB + TRAIN
+# TensorFlow with the NVIDIA CUDA and cuDNN wheels it was built against (Linux).
+GPU = ["tensorflow[and-cuda]>=2.21,<2.22"] + TRAIN
 
 setuptools.setup(
     name="nima_tf",
@@ -74,6 +78,7 @@ setuptools.setup(
         "download": DOWNLOAD,
         "job": JOB,
         "train": TRAIN,
+        "gpu": GPU,
         "cloud": CLOUD,
         # Playwright drives the system's Chromium (`apt-get install chromium`) in
         # tests/test_gallery.py; it never downloads a browser of its own.

@@ -194,17 +194,32 @@ def _figures(predictions: pd.DataFrame, by_bin: pd.DataFrame, summary: dict) -> 
   axes.legend(loc="upper left")
   save(SCATTER_FIGURE, figure)
 
-  figure, axes = plt.subplots(figsize=(7, 4))
-  bars = axes.bar(by_bin["bin"], by_bin["accuracy"].fillna(0.0), color="tab:blue")
-  axes.bar_label(bars, labels=[f"n={n}" for n in by_bin["images"]], fontsize=8)
-  axes.set_xticks(by_bin["bin"], by_bin["scores"])
-  axes.axhline(summary["accuracy"], color="black", linestyle="--", linewidth=1,
-               label=f"overall {summary['accuracy']:.1%}")
-  axes.set(ylim=(0, 1.3), xlabel="true mean score bin", ylabel="accuracy (threshold 5)",
-           title="Accuracy by true score")
-  axes.legend(loc="upper left")
-  save(BINS_FIGURE, figure)
+  save(BINS_FIGURE, accuracy_by_bin_figure(by_bin, summary["accuracy"]))
   return pngs
+
+
+def accuracy_by_bin_figure(by_bin: pd.DataFrame, overall: float):
+  """Accuracy (0-100%) per true-score bin, its image count under each bin; empty bins empty."""
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+
+  figure, axes = figures.pyplot().subplots(figsize=(7, 4))
+  filled = by_bin[by_bin["images"] > 0]
+  bars = axes.bar(filled["bin"], 100 * filled["accuracy"], color="tab:blue")
+  axes.bar_label(bars, labels=[f"{value:.0%}" for value in filled["accuracy"]], fontsize=8,
+                 padding=2)
+  for row in by_bin[by_bin["images"] == 0].itertuples():
+    axes.text(row.bin, 2, "no images", rotation=90, ha="center", va="bottom", fontsize=8,
+              color="grey")
+  axes.set_xticks(by_bin["bin"], [f"{row.scores}\nn={row.images}"
+                                  for row in by_bin.itertuples()], fontsize=8)
+  axes.axhline(100 * overall, color="black", linestyle="--", linewidth=1,
+               label=f"overall {overall:.1%}")
+  axes.yaxis.set_major_formatter(ticker.PercentFormatter())
+  axes.set(ylim=(0, 100), xlim=(-0.6, len(by_bin) - 0.4),
+           xlabel="true mean score bin (n: test images in it)", ylabel="accuracy (threshold 5)")
+  axes.set_title("Accuracy by true score", pad=14)
+  axes.legend(loc="lower right")
+  return figure
 
 
 def _number(value: float, percent: bool = False) -> str:

@@ -64,6 +64,7 @@ from nima_tf import model_card
 from nima_tf import run_dir
 from nima_tf import scoring
 from nima_tf import splits
+from nima_tf import summaries
 from nima_tf.config import Phase
 from nima_tf.config import TrainConfig
 
@@ -134,25 +135,46 @@ def _compiled_model(config: TrainConfig, phase: Phase, weights: Optional[str]) -
       phase.train_base, config.optimizer, phase.learning_rate, phase.decay)
 
 
-def write_history_plot(paths: run_dir.RunPaths, histories: Dict[str, List[dict]]) -> str:
-  """One figure of loss and validation loss per epoch, the phases side by side."""
-  figure, axes = figures.pyplot().subplots(figsize=(7, 4))
+HISTORY_PANELS = (("loss", "EMD loss (lower is better)"),
+                  ("srcc_mean", "SRCC of the mean score"),
+                  ("accuracy", "accuracy (threshold 5)"))
+
+
+def history_figure(histories: Dict[str, List[dict]]):
+  """Loss, validation SRCC and accuracy per run-wide epoch, the phase changes labelled.
+
+  Training values are solid, validation ones dashed (SRCC is measured on
+  validation only); these are the curves to choose epochs by.
+  """
+  figure, all_axes = figures.pyplot().subplots(1, len(HISTORY_PANELS), figsize=(13, 4))
   offset = 0
-  for (phase, rows), colour in zip(histories.items(), ("tab:blue", "tab:orange")):
+  for phase, rows in histories.items():
     epochs = [offset + row["epoch"] for row in rows]
-    axes.plot(epochs, [row["loss"] for row in rows], "o-", color=colour,
-              label=f"{phase}: loss")
-    if rows and "val_loss" in rows[0]:
-      axes.plot(epochs, [row["val_loss"] for row in rows], "s--", color=colour,
-                label=f"{phase}: val loss")
-    if offset:
-      axes.axvline(offset + 0.5, color="grey", linewidth=0.8)
+    for axes, (key, _) in zip(all_axes, HISTORY_PANELS):
+      for prefix, style in (("", "o-"), ("val_", "s--")):
+        values = [row.get(prefix + key) for row in rows]
+        if rows and all(value is not None for value in values):
+          label = f"{phase}: {'validation' if prefix else 'training'}"
+          axes.plot(epochs, values, style, label=label,
+                    color="tab:blue" if phase == config_lib.HEAD else "tab:orange")
+      if offset and rows:
+        axes.axvline(offset + 0.5, color="grey", linewidth=0.8)
+        axes.annotate(f"{phase} phase starts", (offset + 0.5, 1), xycoords=("data", "axes fraction"),
+                      xytext=(3, -12), textcoords="offset points", fontsize=8, color="grey")
     offset += len(rows)
-  axes.set(title="NIMA training (EMD loss)", xlabel="epoch", ylabel="EMD")
-  axes.legend()
+  for axes, (key, title) in zip(all_axes, HISTORY_PANELS):
+    axes.set(title=title, xlabel="epoch (both phases)")
+    if axes.lines:
+      axes.legend(fontsize=8, loc="lower left" if key == "loss" else "lower right")
+  figure.suptitle("NIMA training")
+  return figure
+
+
+def write_history_plot(paths: run_dir.RunPaths, histories: Dict[str, List[dict]]) -> str:
+  """`history.png`: `history_figure` of the run."""
   path = paths.artifact(run_dir.PLOT_FILE)
   with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(figures.to_png(figure))
+    f.write(figures.to_png(history_figure(histories)))
   return path
 
 
@@ -197,15 +219,17 @@ def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inpu
 
 
 def _fit_phase(model: keras.Model, phase: Phase, paths: run_dir.RunPaths, inputs: _Inputs,
-               global_batch_size: int,
+               global_batch_size: int, first_epoch: int,
                callbacks: Sequence[keras.callbacks.Callback]) -> List[dict]:
-  """Trains one phase to its last epoch, resuming from its backup; returns its history."""
+  """Trains one phase to its last epoch, resuming from its backup; returns its history.
+
+  `first_epoch` is the run-wide number of its first epoch (TensorBoard's axis).
+  """
   epoch_log = callbacks_lib.EpochLog(paths, phase.name, inputs.steps * global_batch_size)
   phase_callbacks = [
       keras.callbacks.BackupAndRestore(paths.backup(phase.name), delete_checkpoint=False),
       epoch_log,
-      keras.callbacks.TensorBoard(os.path.join(paths.tensorboard_dir, phase.name),
-                                  write_graph=False),
+      summaries.EpochSummaries(paths.tensorboard_dir, first_epoch),
   ]
   if inputs.validation_local is not None:
     phase_callbacks.insert(0, callbacks_lib.RankCorrelationCallback(inputs.validation_local))
@@ -269,7 +293,8 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: run_dir
     inputs = _make_inputs(config, strategy)
     model = weights = None
     trained_now = False
-    for phase in config_lib.phases(config):
+    summaries.write_hparams(paths.tensorboard_dir, dataclasses.asdict(config))
+    for index, phase in enumerate(config_lib.phases(config)):
       if tf.io.gfile.exists(chief.phase_marker(phase.name)):
         print(f"Phase {phase.name!r} is done (marker in {chief.checkpoint_dir}).", flush=True)
         weights, model = chief.phase_weights(phase.name), None
@@ -281,8 +306,9 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: run_dir
         run_dir.copy_folder(chief.backup(phase.name), paths.backup(phase.name))
       with strategy.scope():
         model = _compiled_model(config, phase, weights)
+      first_epoch = 1 + sum(p.epochs for p in config_lib.phases(config)[:index])
       histories[phase.name] = _fit_phase(model, phase, paths, inputs, config.global_batch_size,
-                                         callbacks)
+                                         first_epoch, callbacks)
       weights = paths.phase_weights(phase.name)
       run_dir.save_weights(model, weights)
       run_dir.write_json(paths.phase_marker(phase.name), phase_summary(histories[phase.name]))
@@ -292,30 +318,32 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: run_dir
     if model is None:
       with strategy.scope():
         model = _compiled_model(config, config_lib.phases(config)[-1], weights)
-    summaries = {name: phase_summary(rows) for name, rows in histories.items()}
-    test_metrics = _export(model, config, paths, histories, summaries)
+    phase_summaries = {name: phase_summary(rows) for name, rows in histories.items()}
+    test_metrics = _export(model, config, paths, histories, phase_summaries)
   finally:
     keras.config.set_dtype_policy(previous_policy)
-  return TrainResult(paths.output_dir, test_metrics, summaries, trained_now)
+  return TrainResult(paths.output_dir, test_metrics, phase_summaries, trained_now)
 
 
 def _export(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
-            histories: Dict[str, List[dict]], summaries: Dict[str, dict]) -> dict:
+            histories: Dict[str, List[dict]], phase_summaries: Dict[str, dict]) -> dict:
   """Writes the model, its weights, timings, card and plot, then the test metrics (last)."""
   run_dir.save_model(model, paths.artifact(run_dir.MODEL_FILE))
   inference_model = model_lib.build_model(
       dataclasses.replace(model_config(config), weights=model_lib.NO_WEIGHTS))
   inference_model.set_weights(model.get_weights())
   run_dir.save_weights(inference_model, paths.artifact(run_dir.WEIGHTS_FILE))
-  run_dir.write_json(paths.artifact(run_dir.WALL_TIME_FILE), summaries)
+  run_dir.write_json(paths.artifact(run_dir.WALL_TIME_FILE), phase_summaries)
   run_dir.write_json(paths.artifact(run_dir.MODEL_CARD_FILE), model_card.make(
       dataclasses.asdict(config), dataset_info.read(config.records_dir),
-      {name: summary["epochs"] for name, summary in summaries.items()},
+      {name: summary["epochs"] for name, summary in phase_summaries.items()},
       run_dir.read_json(paths.artifact(run_dir.SELECTION_FILE))))
   write_history_plot(paths, histories)
   test_data = data.make_dataset(config.records_dir, splits.TEST, input_config(config))
   predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
   test_metrics = metrics.summarize(predictions.true, predictions.pred)
+  summaries.write_test_metrics(paths.tensorboard_dir, test_metrics,
+                               sum(summary["epochs"] for summary in phase_summaries.values()))
   run_dir.write_json(paths.artifact(run_dir.TEST_METRICS_FILE), test_metrics)
   return test_metrics
 

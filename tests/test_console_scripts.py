@@ -62,3 +62,10 @@ def test_every_command_prints_the_package_version_and_exits_0(monkeypatch, capsy
       importlib.import_module(module_name).run()
     assert exited.value.code == 0
     assert capsys.readouterr().out == f"{command} {nima_tf.__version__}\n"
+
+
+def test_gpu_extra_brings_tensorflow_with_cuda_and_the_training_stack(tmp_path):
+  console_scripts(str(tmp_path))
+  requires = pathlib.Path(tmp_path, "nima_tf.egg-info", "requires.txt").read_text()
+  gpu = requires.split("[gpu]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+  assert "tensorflow[and-cuda]<2.22,>=2.21" in gpu and "keras<3.16,>=3.15" in gpu
