@@ -265,6 +265,13 @@ def test_plan_keeps_small_splits_in_few_shards():
       "test": 1, "validation": 1, "train": 1}
 
 
+def test_plan_gives_a_split_one_shard_per_64_records_up_to_16_as_the_readme_says():
+  config = records_pipeline.JobConfig(ava_dir="a", output_dir="o")
+  assert [records_pipeline.plan_num_shards(10_000, test_ids, config)["test"]
+          for test_ids in (30, 200, 1_000, 5_000)] == [1, 4, 16, 16]
+  assert records_pipeline.plan_num_shards(255_530, 20_000, config)["train"] == 53
+
+
 def test_build_pipeline_constructs_without_touching_the_input():
   config = records_pipeline.JobConfig(ava_dir="gs://bucket/AVA_dataset",
                                       output_dir="gs://bucket/records")
