@@ -6,7 +6,8 @@ two sizes before the model, which applies the base's preprocessing itself:
 
 1. the *stored* size (256 px by default): the data job resizes every photo to
    it (`imaging.process`), `predict` does the same to files with Pillow
-   (`imaging.resize`), and the SavedModel in its graph (`decode_to_stored`);
+   (`imaging.resize`), and the SavedModel in its graph (`decode_to_stored`),
+   with the same pixels to the bit;
 2. the model's *input* size: the stored image resized as evaluation does
    (`data.parse_eval`; `to_input_size` here for images already decoded).
 
@@ -108,20 +109,65 @@ def decode_to_stored(encoded, stored_size: int):
   """Encoded image bytes -> uint8 (stored_size, stored_size, 3), in the graph.
 
   TensorFlow's counterpart of the data job's Pillow path (`imaging.process`):
-  JPEGs are decoded as Pillow decodes them (accurate integer DCT, and the
-  same reduced-scale decoding as `imaging.decode_rgb`'s draft mode); PNG, GIF
-  (first frame) and BMP by `tf.io.decode_image`; then a bilinear, antialiased
-  resize to a square, the aspect ratio ignored. Unlike Pillow it applies no
-  EXIF orientation and drops an alpha channel instead of compositing on white.
+  JPEGs are decoded as `imaging.decode_jpeg` decodes them (the same
+  libjpeg-turbo, accurate integer DCT, the same reduced-scale decoding: the
+  same pixels); PNG, GIF (first frame) and BMP by `tf.io.decode_image`; then
+  `resize_as_pillow` to a square, the aspect ratio ignored (`imaging.resize`'s
+  pixels). Unlike `imaging.decode` it applies no EXIF orientation, drops an
+  alpha channel instead of compositing on white, and cannot decode strictly.
   """
   image = tf.cond(
-      tf.io.is_jpeg(encoded), lambda: _decode_jpeg_draft(encoded, stored_size),
+      tf.io.is_jpeg(encoded), lambda: decode_jpeg_draft(encoded, stored_size),
       lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
-  image = tf.image.resize(image, [stored_size, stored_size], antialias=True)
-  return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+  return resize_as_pillow(image, stored_size)
 
 
-def _decode_jpeg_draft(encoded, draft_size: int):
+def resize_as_pillow(image, size: int):
+  """uint8 (h, w, 3) -> uint8 (size, size, 3): `imaging.resize`'s pixels, to the bit.
+
+  Pillow's bilinear resize (`ImagingResample`): a triangle filter widened by
+  the scale factor, its weights normalized per output pixel and rounded to
+  22-bit fixed point, a horizontal pass rounded to uint8, then a vertical
+  one. Both passes are integer matrix products here, so the sums are exact.
+  """
+  height_width = tf.shape(image)[:2]
+  horizontal = _pillow_weights(height_width[1], size)  # (w, size)
+  vertical = _pillow_weights(height_width[0], size)  # (h, size)
+  rows = tf.transpose(tf.cast(image, tf.int32), [0, 2, 1])  # (h, 3, w)
+  rows = _pillow_round(tf.linalg.matmul(rows, horizontal))  # (h, 3, size)
+  columns = tf.reshape(rows, [height_width[0], 3 * size])
+  columns = _pillow_round(tf.linalg.matmul(vertical, columns, transpose_a=True))
+  return tf.cast(tf.transpose(tf.reshape(columns, [size, 3, size]), [0, 2, 1]), tf.uint8)
+
+
+_PILLOW_PRECISION_BITS = 22
+
+
+def _pillow_round(sums):
+  """Pillow's fixed-point sums -> uint8 levels, as its `clip8` (int32 throughout)."""
+  levels = tf.bitwise.right_shift(sums + (1 << (_PILLOW_PRECISION_BITS - 1)),
+                                  _PILLOW_PRECISION_BITS)
+  return tf.clip_by_value(levels, 0, 255)
+
+
+def _pillow_weights(in_size, out_size: int):
+  """Pillow's fixed-point bilinear weights (in_size, out_size), int32 (`precompute_coeffs`)."""
+  in_size_float = tf.cast(in_size, tf.float64)
+  scale = in_size_float / out_size
+  filter_scale = tf.maximum(scale, 1.0)
+  support = filter_scale  # The bilinear filter's support is 1.
+  center = (tf.range(out_size, dtype=tf.float64) + 0.5) * scale  # (out,)
+  first = tf.maximum(tf.floor(center - support + 0.5), 0.0)
+  end = tf.minimum(tf.floor(center + support + 0.5), in_size_float)
+  x = tf.range(in_size_float, dtype=tf.float64)[:, tf.newaxis]  # (in, 1)
+  inside = tf.logical_and(x >= first, x < end)
+  weights = tf.maximum(1.0 - tf.abs((x - center + 0.5) * (1.0 / filter_scale)), 0.0)
+  weights = tf.where(inside, weights, 0.0)
+  weights /= tf.reduce_sum(weights, axis=0, keepdims=True)
+  return tf.cast(tf.floor(0.5 + weights * (1 << _PILLOW_PRECISION_BITS)), tf.int32)
+
+
+def decode_jpeg_draft(encoded, draft_size: int):
   """A JPEG decoded as Pillow's `Image.draft` and default DCT method decode it.
 
   libjpeg decodes at the smallest scale of 1, 1/2, 1/4 and 1/8 that keeps
