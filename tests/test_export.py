@@ -1,9 +1,13 @@
 """Exports: the SavedModel scores image bytes as predict does; TFLite agrees with Keras."""
 
+import io
 import json
 import os
+import re
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -133,6 +137,36 @@ def test_in_graph_preprocessing_gives_predicts_pixels_at_each_size(scorer, photo
     np.testing.assert_array_equal(in_graph, stored, err_msg=path)
     np.testing.assert_array_equal(scoring.to_input_size(in_graph, scorer.input_size).numpy(),
                                   scoring.to_input_size(stored, scorer.input_size).numpy())
+
+
+def png_claiming(width, height):
+  """A small PNG whose header (with a valid checksum) claims width x height."""
+  buffer = io.BytesIO()
+  Image.new("RGB", (8, 8), (10, 200, 30)).save(buffer, "PNG")
+  png = bytearray(buffer.getvalue())
+  png[16:24] = struct.pack(">II", width, height)
+  png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+  return bytes(png)
+
+
+def png_of(width, height):
+  buffer = io.BytesIO()
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)).save(
+      buffer, "PNG")
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize("encoded, message", [
+    (png_claiming(15000, 15000), "too_large: image_bytes[1] is 15000x15000, over 40000000 pixels"),
+    (png_of(20, 40), "too_small: image_bytes[1] is 20x40, a side under 32 px"),
+    (b"<html>not an image</html>" * 3,
+     "undecodable: image_bytes[1] is not a JPEG, PNG, GIF or BMP file"),
+], ids=["too_large", "too_small", "undecodable"])
+def test_saved_model_refuses_what_the_job_refuses_and_says_why(saved_model, photos, encoded,  # pylint: disable=redefined-outer-name
+                                                               message):
+  batch = tf.constant([open(photos[0], "rb").read(), encoded])
+  with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+    saved_model.signatures[export.SIGNATURE](image_bytes=batch)
 
 
 @pytest.fixture(scope="module")
