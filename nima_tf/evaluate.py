@@ -14,12 +14,14 @@ augmentation), so the figures are those `train` reports. Writes to
   `pred_p1..pred_p10`;
 * `metrics.json`: `metrics.summarize` of all of them (count, EMD, accuracy at
   the threshold 5, LCC and SRCC of the mean scores and of the stds);
-* `accuracy_by_bin.csv` and `report.md` with three PNG figures: predicted and
-  true mean scores overlaid, predicted against true, and accuracy by true
-  score bin (AVA's extremes are rare and hard); the report sets the run beside
-  NIMA's published results on the official AVA test split, saying per row
-  whether the comparison holds, and opens with a warning when the model is
-  the built-in synthetic sample's (`model_card`).
+* `accuracy_by_bin.csv` and `report.md` with PNG figures: predicted and
+  true mean scores overlaid, predicted against true (mean and standard
+  deviation), accuracy by true score bin (AVA's extremes are rare and hard),
+  and photo grids of the stored images with the highest and lowest predicted
+  means and the largest errors, captioned with true and predicted scores; the
+  report sets the run beside NIMA's published results on the official AVA
+  test split, saying per row whether the comparison holds, and opens with a
+  warning when the model is the built-in synthetic sample's (`model_card`).
 """
 
 import dataclasses
@@ -53,6 +55,11 @@ REPORT_FILE = "report.md"
 DISTRIBUTIONS_FIGURE = "score_distributions.png"
 SCATTER_FIGURE = "predicted_vs_true.png"
 BINS_FIGURE = "accuracy_by_bin.png"
+STD_FIGURE = "predicted_vs_true_std.png"
+BEST_FIGURE = "best_predicted.png"
+WORST_FIGURE = "worst_predicted.png"
+ERRORS_FIGURE = "largest_errors.png"
+GRID_PHOTOS = 8
 TRUE_COLUMNS = [f"true_p{score}" for score in range(1, ratings.NUM_BINS + 1)]
 PRED_COLUMNS = [f"pred_p{score}" for score in range(1, ratings.NUM_BINS + 1)]
 PUBLISHED_SOURCE = ("Talebi & Milanfar 2018, \"NIMA: Neural Image Assessment\", "
@@ -195,6 +202,68 @@ def _figures(predictions: pd.DataFrame, by_bin: pd.DataFrame, summary: dict) -> 
   save(SCATTER_FIGURE, figure)
 
   save(BINS_FIGURE, accuracy_by_bin_figure(by_bin, summary["accuracy"]))
+  true_std, pred_std = predictions["true_std"], predictions["pred_std"]
+  figure, axes = plt.subplots(figsize=(5, 5))
+  axes.scatter(true_std, pred_std, s=6, alpha=0.4)
+  low = min(true_std.min(), pred_std.min()) - 0.1
+  high = max(true_std.max(), pred_std.max()) + 0.1
+  axes.plot([low, high], [low, high], color="black", linewidth=1, label="predicted = true")
+  axes.set(xlim=(low, high), ylim=(low, high), xlabel="true standard deviation",
+           ylabel="predicted standard deviation",
+           title=f"Std: LCC {_number(summary['lcc_std'])}, SRCC {_number(summary['srcc_std'])}")
+  axes.legend(loc="upper left")
+  save(STD_FIGURE, figure)
+  return pngs
+
+
+def grid_ids(predictions: pd.DataFrame, count: int = GRID_PHOTOS) -> Dict[str, List[int]]:
+  """The image ids of each photo grid, by figure: highest and lowest predicted mean, largest errors."""
+  by_pred = predictions.sort_values(["pred_mean", "image_id"], ascending=[False, True])
+  error = (predictions["pred_mean"] - predictions["true_mean"]).abs()
+  by_error = predictions.assign(error=error).sort_values(["error", "image_id"],
+                                                          ascending=[False, True])
+  return {
+      BEST_FIGURE: by_pred["image_id"].head(count).tolist(),
+      WORST_FIGURE: by_pred["image_id"].tail(count).iloc[::-1].tolist(),
+      ERRORS_FIGURE: by_error["image_id"].head(count).tolist(),
+  }
+
+
+def caption(row) -> str:
+  """A photo's caption in the grids: its id, true and predicted mean (and std)."""
+  return (f"{int(row.image_id)}\ntrue {row.true_mean:.2f} ± {row.true_std:.2f}\n"
+          f"pred {row.pred_mean:.2f} ± {row.pred_std:.2f}")
+
+
+def _thumbnails(records_dir: str, split: str, image_ids) -> Dict[int, np.ndarray]:
+  """The stored images of `image_ids`, from one pass over the split's records."""
+  wanted, found = set(int(i) for i in image_ids), {}
+  for record in records.read_records(records_dir, split):
+    if record.image_id in wanted:
+      found[record.image_id] = tf.io.decode_jpeg(record.encoded, channels=3).numpy()
+  return found
+
+
+def _grid_figures(predictions: pd.DataFrame, thumbnails: Dict[int, np.ndarray]
+                  ) -> Dict[str, bytes]:
+  """Photo grids with true and predicted scores, by file name."""
+  plt = figures.pyplot()
+  titles = {BEST_FIGURE: "Highest predicted mean scores",
+            WORST_FIGURE: "Lowest predicted mean scores",
+            ERRORS_FIGURE: "Largest errors of the mean score"}
+  rows = predictions.set_index("image_id", drop=False)
+  pngs = {}
+  for name, image_ids in grid_ids(predictions).items():
+    columns = 4
+    figure, axes = plt.subplots(2, columns, figsize=(2.4 * columns, 6.2))
+    for axis in axes.flat:
+      axis.axis("off")
+    for axis, image_id in zip(axes.flat, image_ids):
+      if image_id in thumbnails:
+        axis.imshow(thumbnails[image_id])
+      axis.set_title(caption(rows.loc[image_id]), fontsize=8)
+    figure.suptitle(titles[name])
+    pngs[name] = figures.to_png(figure)
   return pngs
 
 
@@ -278,6 +347,23 @@ def report_markdown(summary: dict, by_bin: pd.DataFrame, context: ReportContext)
       "",
       f"![Predicted against true]({SCATTER_FIGURE})",
       "",
+      "## Predicted and true standard deviations",
+      "",
+      "How spread the ratings are (how much voters disagreed); NIMA predicts it far less "
+      "well than the mean.",
+      "",
+      f"![Predicted against true standard deviation]({STD_FIGURE})",
+      "",
+      "## Photos",
+      "",
+      "The stored images, captioned with their id, true and predicted mean ± std.",
+      "",
+      f"![Highest predicted mean scores]({BEST_FIGURE})",
+      "",
+      f"![Lowest predicted mean scores]({WORST_FIGURE})",
+      "",
+      f"![Largest errors of the mean score]({ERRORS_FIGURE})",
+      "",
       "## Accuracy by true score",
       "",
       "AVA's mean scores crowd around 5.5: the bins far from it are rare, and a model that "
@@ -308,7 +394,10 @@ def write_outputs(output_dir: str, predictions: pd.DataFrame, context: ReportCon
   for name, text in texts.items():
     with tf.io.gfile.GFile(os.path.join(output_dir, name), "w") as f:
       f.write(text)
-  for name, png in _figures(predictions, by_bin, summary).items():
+  pngs = _figures(predictions, by_bin, summary)
+  shown = {image_id for ids in grid_ids(predictions).values() for image_id in ids}
+  pngs.update(_grid_figures(predictions, _thumbnails(context.records_dir, context.split, shown)))
+  for name, png in pngs.items():
     with tf.io.gfile.GFile(os.path.join(output_dir, name), "wb") as f:
       f.write(png)
   return summary

@@ -3,7 +3,8 @@ r"""Exports a trained NIMA: a SavedModel that scores image bytes, or a TFLite mo
   python -m nima_tf.export --model_dir=runs/1 --format=saved_model
   python -m nima_tf.export --model_dir=runs/1 --format=tflite [--quantize=float16|int8]
 
-SavedModel (for TF Serving and Vertex AI prediction): its `serving_default`
+SavedModel (for TF Serving and Vertex AI prediction), written in TF Serving's
+layout `<output>/<version>/saved_model.pb` (launch/serving.md): its `serving_default`
 signature takes `image_bytes`, a batch (N,) of encoded JPEG, PNG, GIF or BMP
 files, and returns `mean` (N,), `std` (N,) and `distribution` (N, 10). The
 preprocessing is in the graph (`scoring.Scorer.score_encoded`): decode,
@@ -69,6 +70,36 @@ def export_saved_model(scorer: scoring.Scorer, path: str) -> None:
   """Writes the SavedModel whose `serving_default` scores a batch of encoded images."""
   _write_archive(scorer, path, scorer.score_encoded,
                  tf.TensorSpec([None], tf.string, name=BYTES_INPUT))
+
+
+def versions(base: str) -> List[int]:
+  """The model versions under a TF Serving base folder: its numeric subfolders, sorted."""
+  if not tf.io.gfile.isdir(base):
+    return []
+  return sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(base)
+                if name.rstrip("/").isdigit())
+
+
+def export_serving_version(scorer: scoring.Scorer, base: str,
+                           version: Optional[int] = None) -> str:
+  """Writes the SavedModel as `<base>/<version>`, TF Serving's layout; returns that folder.
+
+  `version` defaults to one more than the highest under `base` (1 for a new
+  base). The model is written to a hidden folder beside it and renamed, so a
+  server watching `base` never loads half a version; an existing version is
+  not overwritten.
+  """
+  version = version or max(versions(base), default=0) + 1
+  path = os.path.join(base, str(version))
+  if tf.io.gfile.exists(path):
+    raise ValueError(f"{path} exists: TF Serving versions are never rewritten; pass another "
+                     "--model_version, or none for the next one")
+  staging = os.path.join(base, f".{version}.partial")
+  if tf.io.gfile.exists(staging):
+    tf.io.gfile.rmtree(staging)
+  export_saved_model(scorer, staging)
+  tf.io.gfile.rename(staging, path)
+  return path
 
 
 def tflite_model(scorer: scoring.Scorer, quantize: Optional[str] = None,
@@ -174,7 +205,7 @@ def export_tflite(scorer: scoring.Scorer, path: str, records_dir: str,
 
 
 def default_output(scorer: scoring.Scorer, export_format: str, quantize: Optional[str]) -> str:
-  """`<run>/export/saved_model`, or `<run>/export/nima[_float16|_int8].tflite`."""
+  """`<run>/export/saved_model` (a base of versions), or `<run>/export/nima[_float16|_int8].tflite`."""
   folder = os.path.join(scorer.run_dir, "export")
   if export_format == SAVED_MODEL:
     return os.path.join(folder, SAVED_MODEL)
@@ -189,8 +220,12 @@ def define_flags() -> None:
   flags.DEFINE_enum("format", SAVED_MODEL, FORMATS, "What to export.")
   flags.DEFINE_enum("quantize", None, QUANTIZATIONS, "TFLite only: float16 weights, or int8 "
                     "weights and activations. Default: float32.")
-  flags.DEFINE_string("output", None, "Where to write. Default: <model_dir>/export/saved_model "
-                      "or <model_dir>/export/nima[_<quantize>].tflite.")
+  flags.DEFINE_string("output", None, "Where to write. SavedModel: the base folder of TF "
+                      "Serving's versions, written as <output>/<model_version>. Default: "
+                      "<model_dir>/export/saved_model or <model_dir>/export/nima[_<quantize>].tflite.")
+  flags.DEFINE_integer("model_version", None, "SavedModel only: the version folder to write. "
+                       "Default: one more than the highest under --output (1 at first).",
+                       lower_bound=1)
   flags.DEFINE_string("records_dir", None, "TFLite only: records whose test split checks the "
                       "agreement, and whose train split calibrates int8. Default: the records "
                       "the model was trained on.")
@@ -204,6 +239,8 @@ def main(argv: List[str]) -> None:
   values = flags.FLAGS
   if values.quantize and values.format != TFLITE:
     raise app.UsageError("--quantize applies to --format=tflite only")
+  if values.model_version and values.format != SAVED_MODEL:
+    raise app.UsageError("--model_version applies to --format=saved_model only")
   try:
     scorer = scoring.load(values.model_dir or sample.output_dir())
     records_dir = (scoring.records_dir_of(scorer, values.records_dir)
@@ -212,7 +249,10 @@ def main(argv: List[str]) -> None:
     raise app.UsageError(str(error)) from None
   output = values.output or default_output(scorer, values.format, values.quantize)
   if values.format == SAVED_MODEL:
-    export_saved_model(scorer, output)
+    try:
+      output = export_serving_version(scorer, output, values.model_version)
+    except ValueError as error:
+      raise app.UsageError(str(error)) from None
     print(f"SavedModel in {output}: signature {SIGNATURE!r} takes {BYTES_INPUT!r} (a batch of "
           "encoded images) and returns mean, std and distribution", flush=True)
     return

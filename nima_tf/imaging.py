@@ -193,9 +193,12 @@ def check_not_blank(image: Image.Image) -> None:
 
 
 def resize(image: Image.Image, image_size: int) -> Image.Image:
-  """Resizes to `image_size` x `image_size`, ignoring aspect ratio, as NIMA does."""
-  return image.resize((image_size, image_size), Image.Resampling.BILINEAR,
-                      reducing_gap=2.0)
+  """Resizes to `image_size` x `image_size`, ignoring aspect ratio, as NIMA does.
+
+  Pillow's bilinear convolution without its `reducing_gap` box pre-reduction,
+  so that the serving graph computes the same pixels (`scoring.resize_as_pillow`).
+  """
+  return image.resize((image_size, image_size), Image.Resampling.BILINEAR)
 
 
 def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:

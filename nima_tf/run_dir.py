@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 from typing import Iterator, Optional
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -94,9 +95,23 @@ def save_model(model: keras.Model, path: str) -> None:
     model.save(local, overwrite=True)
 
 
+def _is_keras_archive(path: str) -> bool:
+  if not zipfile.is_zipfile(path):
+    return False
+  with zipfile.ZipFile(path) as archive:
+    return "config.json" in archive.namelist()
+
+
 def load_model(path: str) -> keras.Model:
-  """A `.keras` model, uncompiled (for inference)."""
+  """A `.keras` model, uncompiled (for inference).
+
+  Raises ValueError when the file is not a Keras model (a `.keras` file is a
+  zip archive holding `config.json`), rather than Keras' "File not found".
+  """
   with local_copy(path) as local:
+    if not _is_keras_archive(local):
+      raise ValueError(f"{path} is not a Keras model: a .keras file is a zip archive "
+                       "holding config.json, as `model.save` writes it")
     return keras.models.load_model(local, compile=False)
 
 

@@ -6,7 +6,8 @@ two sizes before the model, which applies the base's preprocessing itself:
 
 1. the *stored* size (256 px by default): the data job resizes every photo to
    it (`imaging.process`), `predict` does the same to files with Pillow
-   (`imaging.resize`), and the SavedModel in its graph (`decode_to_stored`);
+   (`imaging.resize`), and the SavedModel in its graph (`decode_to_stored`),
+   with the same pixels to the bit;
 2. the model's *input* size: the stored image resized as evaluation does
    (`data.parse_eval`; `to_input_size` here for images already decoded).
 
@@ -26,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nima_tf import ava
 from nima_tf import dataset_info
 from nima_tf import imaging
 from nima_tf import metrics
@@ -43,8 +45,9 @@ class Scorer:
 
   `stored_size` is the side of the stored record images, the size files are
   first resized to; `records_dir` is the records it was trained on, when
-  known (the default data of `evaluate` and `export`); `card` what the
-  model is (`model_card`), when its run folder says.
+  known (the default data of `evaluate` and `export`); `limits` are the image
+  limits of the job that built them (the SavedModel applies them); `card` what
+  the model is (`model_card`), when its run folder says.
   """
 
   model: keras.Model
@@ -53,6 +56,7 @@ class Scorer:
   records_dir: Optional[str] = None
   model_path: str = ""
   card: Optional[dict] = None
+  limits: imaging.ImageLimits = imaging.ImageLimits()
 
   @property
   def input_size(self) -> int:
@@ -79,8 +83,10 @@ class Scorer:
   def score_encoded(self, encoded) -> dict:
     """Encoded image files (N,) (JPEG, PNG, GIF, BMP) -> scores, all in the graph."""
     size = self.stored_size
-    images = tf.map_fn(lambda one: decode_to_stored(one, size), encoded,
-                       fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+    images = tf.map_fn(
+        lambda one: decode_to_stored(one[0], size, self.limits, one[1]),
+        (encoded, tf.range(tf.shape(encoded, out_type=tf.int64)[0])),
+        fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
     return self.score_images(images)
 
   @functools.cached_property
@@ -106,24 +112,140 @@ def to_input_size(images, input_size: int):
   return tf.image.resize(images, [input_size, input_size])
 
 
-def decode_to_stored(encoded, stored_size: int):
+def decode_to_stored(encoded, stored_size: int,
+                     limits: imaging.ImageLimits = imaging.ImageLimits(), index=0):
   """Encoded image bytes -> uint8 (stored_size, stored_size, 3), in the graph.
 
+  The header is checked before any pixel is decoded, as the data job does
+  (`imaging.open_image`): not a JPEG, PNG, GIF or BMP file (`undecodable`),
+  a side under `limits.min_side` (`too_small`) or more than
+  `limits.max_pixels` pixels (`too_large`) fails with InvalidArgumentError
+  whose message starts with the reason and names the image (its `index` in
+  the batch).
+
   TensorFlow's counterpart of the data job's Pillow path (`imaging.process`):
-  JPEGs are decoded as Pillow decodes them (accurate integer DCT, and the
-  same reduced-scale decoding as `imaging.decode_rgb`'s draft mode); PNG, GIF
-  (first frame) and BMP by `tf.io.decode_image`; then a bilinear, antialiased
-  resize to a square, the aspect ratio ignored. Unlike Pillow it applies no
-  EXIF orientation and drops an alpha channel instead of compositing on white.
+  JPEGs are decoded as `imaging.decode_jpeg` decodes them (the same
+  libjpeg-turbo, accurate integer DCT, the same reduced-scale decoding: the
+  same pixels); PNG, GIF (first frame) and BMP by `tf.io.decode_image`; then
+  `resize_as_pillow` to a square, the aspect ratio ignored (`imaging.resize`'s
+  pixels). Unlike `imaging.decode` it applies no EXIF orientation, drops an
+  alpha channel instead of compositing on white, and cannot decode strictly.
   """
+  with tf.control_dependencies(_check_header(encoded, limits, index)):
+    encoded = tf.identity(encoded)
   image = tf.cond(
-      tf.io.is_jpeg(encoded), lambda: _decode_jpeg_draft(encoded, stored_size),
+      tf.io.is_jpeg(encoded), lambda: decode_jpeg_draft(encoded, stored_size),
       lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
-  image = tf.image.resize(image, [stored_size, stored_size], antialias=True)
-  return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+  return resize_as_pillow(image, stored_size)
 
 
-def _decode_jpeg_draft(encoded, draft_size: int):
+def _little_endian(encoded, start: int, length: int, dtype=tf.int32):
+  return tf.io.decode_raw(tf.strings.substr(encoded, start, length), dtype)[0]
+
+
+def _big_endian_uint32(encoded, start: int):
+  return tf.io.decode_raw(tf.strings.substr(encoded, start, 4), tf.int32,
+                          little_endian=False)[0]
+
+
+def header_size(encoded):
+  """(height, width, known) from an image file's header, in the graph, decoding no pixel.
+
+  JPEG (`tf.io.extract_jpeg_shape`), PNG (IHDR), GIF (logical screen) and BMP
+  (info header; negative heights are top-down images); `known` is False for
+  any other bytes, or bytes too short for their header.
+  """
+  padded = encoded + tf.constant(b"\0" * 26)  # Slices below never run past the end.
+  magic = tf.strings.substr(encoded, 0, 8)
+  is_png = tf.equal(magic, b"\x89PNG\r\n\x1a\n")
+  is_gif = tf.strings.regex_full_match(tf.strings.substr(encoded, 0, 6), "GIF8[79]a")
+  is_bmp = tf.equal(tf.strings.substr(encoded, 0, 2), b"BM")
+  long_enough = tf.strings.length(encoded) >= 26
+
+  def jpeg():
+    shape = tf.io.extract_jpeg_shape(encoded)
+    return shape[0], shape[1]
+
+  def other():
+    png = (_big_endian_uint32(padded, 20), _big_endian_uint32(padded, 16))
+    gif = (_little_endian(padded, 8, 2, tf.uint16), _little_endian(padded, 6, 2, tf.uint16))
+    bmp = (tf.abs(_little_endian(padded, 22, 4)), _little_endian(padded, 18, 4))
+    height = tf.where(is_png, png[0], tf.where(is_gif, tf.cast(gif[0], tf.int32), bmp[0]))
+    width = tf.where(is_png, png[1], tf.where(is_gif, tf.cast(gif[1], tf.int32), bmp[1]))
+    return height, width
+
+  height, width = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  known = tf.logical_or(tf.io.is_jpeg(encoded), tf.logical_and(
+      long_enough, tf.reduce_any(tf.stack([is_png, is_gif, is_bmp]))))
+  return height, width, known
+
+
+def _check_header(encoded, limits: imaging.ImageLimits, index) -> list:
+  """Assertions, the reason first, of what `imaging.open_image` rejects from the header."""
+  height, width, known = header_size(encoded)
+  pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
+  failures = [
+      (known, f"{ava.Reason.UNDECODABLE.value}: image_bytes[{{}}] is not a JPEG, PNG, GIF "
+       "or BMP file", [index]),
+      (pixels <= limits.max_pixels, f"{ava.Reason.TOO_LARGE.value}: image_bytes[{{}}] is "
+       f"{{}}x{{}}, over {limits.max_pixels} pixels", [index, width, height]),
+      (tf.minimum(height, width) >= limits.min_side, f"{ava.Reason.TOO_SMALL.value}: "
+       f"image_bytes[{{}}] is {{}}x{{}}, a side under {limits.min_side} px",
+       [index, width, height]),
+  ]
+  checks = []
+  for condition, template, values in failures:
+    with tf.control_dependencies(checks):
+      checks.append(tf.debugging.Assert(condition, [tf.strings.format(template, values)]))
+  return checks
+
+
+def resize_as_pillow(image, size: int):
+  """uint8 (h, w, 3) -> uint8 (size, size, 3): `imaging.resize`'s pixels, to the bit.
+
+  Pillow's bilinear resize (`ImagingResample`): a triangle filter widened by
+  the scale factor, its weights normalized per output pixel and rounded to
+  22-bit fixed point, a horizontal pass rounded to uint8, then a vertical
+  one. Both passes are integer matrix products here, so the sums are exact.
+  """
+  height_width = tf.shape(image)[:2]
+  horizontal = _pillow_weights(height_width[1], size)  # (w, size)
+  vertical = _pillow_weights(height_width[0], size)  # (h, size)
+  rows = tf.transpose(tf.cast(image, tf.int32), [0, 2, 1])  # (h, 3, w)
+  rows = _pillow_round(tf.linalg.matmul(rows, horizontal))  # (h, 3, size)
+  columns = tf.reshape(rows, [height_width[0], 3 * size])
+  columns = _pillow_round(tf.linalg.matmul(vertical, columns, transpose_a=True))
+  return tf.cast(tf.transpose(tf.reshape(columns, [size, 3, size]), [0, 2, 1]), tf.uint8)
+
+
+_PILLOW_PRECISION_BITS = 22
+
+
+def _pillow_round(sums):
+  """Pillow's fixed-point sums -> uint8 levels, as its `clip8` (int32 throughout)."""
+  levels = tf.bitwise.right_shift(sums + (1 << (_PILLOW_PRECISION_BITS - 1)),
+                                  _PILLOW_PRECISION_BITS)
+  return tf.clip_by_value(levels, 0, 255)
+
+
+def _pillow_weights(in_size, out_size: int):
+  """Pillow's fixed-point bilinear weights (in_size, out_size), int32 (`precompute_coeffs`)."""
+  in_size_float = tf.cast(in_size, tf.float64)
+  scale = in_size_float / out_size
+  filter_scale = tf.maximum(scale, 1.0)
+  support = filter_scale  # The bilinear filter's support is 1.
+  center = (tf.range(out_size, dtype=tf.float64) + 0.5) * scale  # (out,)
+  first = tf.maximum(tf.floor(center - support + 0.5), 0.0)
+  end = tf.minimum(tf.floor(center + support + 0.5), in_size_float)
+  x = tf.range(in_size_float, dtype=tf.float64)[:, tf.newaxis]  # (in, 1)
+  inside = tf.logical_and(x >= first, x < end)
+  weights = tf.maximum(1.0 - tf.abs((x - center + 0.5) * (1.0 / filter_scale)), 0.0)
+  weights = tf.where(inside, weights, 0.0)
+  weights /= tf.reduce_sum(weights, axis=0, keepdims=True)
+  return tf.cast(tf.floor(0.5 + weights * (1 << _PILLOW_PRECISION_BITS)), tf.int32)
+
+
+def decode_jpeg_draft(encoded, draft_size: int):
   """A JPEG decoded as Pillow's `Image.draft` and default DCT method decode it.
 
   libjpeg decodes at the smallest scale of 1, 1/2, 1/4 and 1/8 that keeps
@@ -193,9 +315,12 @@ def load(path: str) -> Scorer:
         f"`python -m nima_tf.train` or the path of a {MODEL_SUFFIX} file")
   nima = run_dir_lib.load_model(keras_file)
   records_dir = _run_flags(os.path.dirname(keras_file)).get("records_dir")
+  build = _build_config(records_dir)
+  limits = imaging.ImageLimits(**{field.name: int(build[field.name]) for field in
+                                  dataclasses.fields(imaging.ImageLimits) if field.name in build})
   return Scorer(model=nima, backbone=model_lib.backbone_of(nima),
-                stored_size=_stored_size(records_dir), records_dir=records_dir,
-                model_path=keras_file,
+                stored_size=int(build.get("image_size", imaging.DEFAULT_IMAGE_SIZE)),
+                records_dir=records_dir, model_path=keras_file, limits=limits,
                 card=run_dir_lib.read_model_card(os.path.dirname(keras_file)))
 
 
@@ -213,10 +338,11 @@ def _run_flags(run_dir: str) -> dict:
   return run_dir_lib.read_json(os.path.join(run_dir, run_dir_lib.FLAGS_FILE), {})
 
 
-def _stored_size(records_dir: Optional[str]) -> int:
+def _build_config(records_dir: Optional[str]) -> dict:
+  """The data job's settings (`dataset_info.json`'s `config`), or {} when unknown."""
   if records_dir:
     try:
-      return int(dataset_info.read(records_dir)["config"]["image_size"])
+      return dict(dataset_info.read(records_dir)["config"])
     except (FileNotFoundError, KeyError, tf.errors.OpError):
       pass
-  return imaging.DEFAULT_IMAGE_SIZE
+  return {}

@@ -136,3 +136,32 @@ def test_accuracy_by_bin_counts_agreement_per_true_score_bin():
   assert by_bin.loc[1, "pred_mean"] == pytest.approx(5.0)
   assert np.isnan(by_bin.loc[0, "accuracy"])
   assert by_bin["scores"].tolist()[8:] == ["9-10", "10"]
+
+
+def test_report_shows_the_std_plot_and_photo_grids_of_stored_images(run):  # pylint: disable=redefined-outer-name
+  with open(os.path.join(run["output_dir"], evaluate.REPORT_FILE)) as f:
+    report = f.read()
+  for figure in (evaluate.STD_FIGURE, evaluate.BEST_FIGURE, evaluate.WORST_FIGURE,
+                 evaluate.ERRORS_FIGURE):
+    assert f"]({figure})" in report
+    with Image.open(os.path.join(run["output_dir"], figure)) as image:
+      assert image.format == "PNG" and image.width > 300
+  with Image.open(os.path.join(run["output_dir"], evaluate.BEST_FIGURE)) as image:
+    # Photos, not only captions on white: the synthetic photos bring many colours.
+    assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 2000
+
+
+def test_grids_show_highest_and_lowest_predictions_and_largest_errors_with_scores():
+  predictions = pd.DataFrame({
+      "image_id": [1, 2, 3, 4, 5],
+      "true_mean": [5.0, 6.0, 4.0, 3.0, 7.5],
+      "pred_mean": [5.1, 4.0, 4.2, 6.5, 7.0],
+      "true_std": [1.0] * 5,
+      "pred_std": [1.5] * 5,
+  })
+  grids = evaluate.grid_ids(predictions, count=2)
+  assert grids[evaluate.BEST_FIGURE] == [5, 4]
+  assert grids[evaluate.WORST_FIGURE] == [2, 3]
+  assert grids[evaluate.ERRORS_FIGURE] == [4, 2]
+  assert evaluate.caption(next(predictions.itertuples())) == (
+      "1\ntrue 5.00 ± 1.00\npred 5.10 ± 1.50")

@@ -57,3 +57,11 @@ def test_scores_follow_from_the_distribution(keras_file):  # pylint: disable=red
   distribution = scores["distribution"].numpy()
   np.testing.assert_allclose(distribution, scorer.model(pixels), atol=1e-6)
   np.testing.assert_allclose(scores["mean"], distribution @ np.arange(1, 11), atol=1e-5)
+
+
+@pytest.mark.parametrize("content", [b"not a model at all", b"PK\x05\x06" + b"\0" * 18])
+def test_a_keras_file_that_is_not_a_model_is_reported_as_not_a_model(tmp_path, content):
+  path = tmp_path / "nima.keras"
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match="is not a Keras model"):
+    scoring.load(str(path))
