@@ -37,6 +37,8 @@ _MAX_PIXELS = flags.DEFINE_integer("max_pixels", imaging.DEFAULT_MAX_PIXELS,
                                    "before any decoding.")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "Shards per split. Default: "
                                    "chosen from the data size (~150 MB shards).", lower_bound=1)
+_EDA = flags.DEFINE_boolean("eda", True, "Write the EDA report (report.md, report.html, "
+                            "figures) to <output_dir>/eda/; --noeda skips it.")
 
 
 def config_from_flags() -> records_pipeline.JobConfig:
@@ -54,7 +56,7 @@ def config_from_flags() -> records_pipeline.JobConfig:
       ava_dir=ava_dir, output_dir=output_dir, images_dir=_IMAGES_DIR.value,
       image_size=_IMAGE_SIZE.value, validation_fraction=_VALIDATION_FRACTION.value,
       limits=imaging.ImageLimits(min_side=_MIN_SIDE.value, max_pixels=_MAX_PIXELS.value),
-      num_shards=_NUM_SHARDS.value)
+      num_shards=_NUM_SHARDS.value, eda=_EDA.value)
 
 
 def _parse_flags(argv: List[str]) -> List[str]:
