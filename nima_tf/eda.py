@@ -390,7 +390,8 @@ def split_means_figure(frame: pd.DataFrame) -> bytes:
       axes.hist(means, bins=edges, density=True, histtype="step", linewidth=1.6,
                 color=_SPLIT_COLOURS[split],
                 label=f"{split}: {len(means):,} images, mean {means.mean():.2f}")
-  axes.set(xlabel="mean rating (1-10)", ylabel="share of the split's images per unit",
+  axes.set(xlabel="mean rating (1-10)",
+           ylabel="density (share of the split's images per rating point)",
            title="Distribution of the mean rating in each split (overlaid)")
   axes.legend()
   return figure_png(figure)
@@ -444,15 +445,18 @@ def bins_figure(counts: np.ndarray, caps: Sequence[int]) -> bytes:
   figure = _figure(figsize=(8, 4.2))
   axes = figure.subplots()
   labels = [bin_label(i) for i in range(ratings.NUM_BINS)]
-  bars = axes.bar(labels, counts, color="tab:blue")
+  bars = axes.bar(range(len(labels)), counts, color="tab:blue", tick_label=labels)
   axes.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=8)
   for cap, colour in zip(caps, ("tab:red", "tab:orange", "tab:purple", "tab:brown",
                                 "tab:grey")):
     axes.axhline(cap, color=colour, linestyle="--", linewidth=1,
                  label=f"--samples_per_bin={cap:,} keeps {kept_images(counts, cap):,}")
-  if counts.max() > 50 * max(1, counts[counts > 0].min()):
-    axes.set_yscale("log")
-  axes.set(xlabel="rating bin (floor of the mean rating)", ylabel="train images",
+  log = counts.max() > 50 * max(1, counts[counts > 0].min())
+  if log:
+    _plain_log(axes, "y")
+    axes.set_ylim(bottom=0.7)
+  axes.set(xlabel="rating bin (floor of the mean rating)",
+           ylabel="train images" + (" (log scale)" if log else ""),
            title="Train images per rating bin, and what --samples_per_bin would keep")
   if caps:
     axes.legend(fontsize=8)
@@ -510,7 +514,8 @@ def names_figure(tags: pd.DataFrame, challenges: pd.DataFrame) -> bytes:
   grid = figure.subplots(1, 2)
   for axes, table, kind in zip(grid, (tags, challenges), ("semantic tag", "challenge")):
     table = table.iloc[::-1]
-    bars = axes.barh(table["name"], table["images"], color="tab:blue")
+    bars = axes.barh(range(len(table)), table["images"], color="tab:blue",
+                     tick_label=list(table["name"]))
     axes.bar_label(bars, labels=[f"mean {m:.2f}" for m in table["mean_rating"]], fontsize=7,
                    padding=2)
     axes.set(xlabel="images", title=f"The {len(table)} most common {kind}s "
@@ -751,15 +756,14 @@ def to_html(markdown_text: str, files: Dict[str, bytes]) -> str:
   import markdown  # pylint: disable=g-import-not-at-top
 
   def embed(match):
-    name = match.group(2)
+    name = match.group(1)
     if name not in files:
       return match.group(0)
-    data = base64.b64encode(files[name]).decode()
     mime = "image/jpeg" if name.endswith(".jpg") else "image/png"
-    return f"{match.group(1)}(data:{mime};base64,{data})"
+    return f'src="data:{mime};base64,{base64.b64encode(files[name]).decode()}"'
 
-  embedded = re.sub(r"(!\[[^\]]*\])\(([^)]+\.(?:png|jpg))\)", embed, markdown_text)
-  return _HTML.format(body=markdown.markdown(embedded, extensions=["tables"]))
+  body = markdown.markdown(markdown_text, extensions=["tables"])
+  return _HTML.format(body=re.sub(r'src="([^"]+)"', embed, body))
 
 
 # ---------------------------------------------------------------- the command line
@@ -812,10 +816,15 @@ def read_sources(records_dir: str, ava_dir: Optional[str]) -> Sources:
                  challenge_names=ava.parse_names(lines(ava.CHALLENGES_TXT)))
 
 
-def write_report(output_dir: str, files: Dict[str, bytes]) -> None:
-  """Writes the report's files, the figures first and the report last."""
+def write_report(output_dir: str, files: Dict[str, bytes], replace: bool = False) -> None:
+  """Writes the report's files, the figures first and the report last.
+
+  With `replace`, whatever else `output_dir` holds (an earlier report) is deleted first.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+  if replace and tf.io.gfile.exists(output_dir):
+    tf.io.gfile.rmtree(output_dir)
   tf.io.gfile.makedirs(output_dir)
   for name in sorted(files, key=lambda n: n in (REPORT_MD, REPORT_HTML)):
     with tf.io.gfile.GFile(os.path.join(output_dir, name), "wb") as f:
@@ -840,7 +849,9 @@ def main(argv: List[str]) -> None:
   except FileNotFoundError as error:
     raise app.UsageError(str(error)) from None
   output_dir = values.output_dir or os.path.join(values.records_dir, REPORT_DIR)
-  write_report(output_dir, render(collected, read_sources(values.records_dir, values.ava_dir)))
+  # The build's own report folder is replaced whole; another folder only gets the files.
+  write_report(output_dir, render(collected, read_sources(values.records_dir, values.ava_dir)),
+               replace=values.output_dir is None)
   print(f"EDA report of {collected.num_records} records in "
         f"{os.path.join(output_dir, REPORT_HTML)} (and {REPORT_MD})", flush=True)
 

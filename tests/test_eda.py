@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -134,15 +135,13 @@ def test_cli_rebuilds_the_report_of_a_finished_build(build, tmp_path):
 
 
 def test_noeda_build_publishes_no_report_and_removes_the_previous_one(build, tmp_path):
-  config = records_pipeline.JobConfig(ava_dir=build.ava_dir, output_dir=str(tmp_path / "out"),
-                                      image_size=32, num_shards=1)
+  output_dir = str(tmp_path / "records")
+  shutil.copytree(build.output_dir, output_dir)
+  config = records_pipeline.JobConfig(ava_dir=build.ava_dir, output_dir=output_dir,
+                                      image_size=32, num_shards=1, eda=False)
   records_pipeline.run(config, ["--runner=DirectRunner"])
-  assert os.path.exists(os.path.join(config.output_dir, eda.REPORT_DIR, eda.REPORT_HTML))
-  records_pipeline.run(records_pipeline.JobConfig(**{**config.__dict__, "eda": False,
-                                                     "run_id": "second"}),
-                       ["--runner=DirectRunner"])
-  assert not os.listdir(os.path.join(config.output_dir, eda.REPORT_DIR))
-  assert os.path.exists(dataset_info.path(config.output_dir))
+  assert not os.listdir(os.path.join(output_dir, eda.REPORT_DIR))
+  assert dataset_info.load(output_dir)["config"]["image_size"] == 32
 
 
 # ---------------------------------------------------------------- library
