@@ -26,6 +26,7 @@ setuptools.setup(
         "absl-py>=2.1,<3",
         "gcsfs>=2024.6",
         "matplotlib>=3.9,<4",
+        "markdown>=3.4,<4",  # the EDA report's HTML (nima_tf/eda.py)
         "tqdm>=4.66,<5",
     ],
     extras_require={

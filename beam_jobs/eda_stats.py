@@ -20,7 +20,7 @@ from nima_tf import eda
 
 
 class CollectFn(beam.CombineFn):
-  """Merges per-shard `eda.Collected`s and `ava.Rejection`s into one `eda.Collected`."""
+  """Merges `eda.Collected`s, or collects `ava.Rejection`s, into one `eda.Collected`."""
 
   def create_accumulator(self):
     return eda.Collected()
@@ -62,7 +62,8 @@ class WriteReportFn(beam.DoFn):
     self._records_dir = records_dir
     self._staging_dir = staging_dir
 
-  def process(self, unused_element, collected: eda.Collected):
+  def process(self, unused_element, collected: eda.Collected, rejected: eda.Collected):
+    collected.merge(rejected)
     logging.info("rendering the EDA report of %d records", collected.num_records)
     sources = eda.Sources(
         records_dir=self._records_dir, ava_dir=self._ava_dir,
@@ -87,12 +88,15 @@ class WriteReport(beam.PTransform):
 
   def expand(self, inputs):
     collected, rejections = inputs
-    merged = ((collected, rejections)
-              | "FlattenEdaInputs" >> beam.Flatten()
-              | "CombineEda" >> beam.CombineGlobally(CollectFn()))
+    # Two combines, not one over a Flatten: each is lifted into the stage that makes
+    # its input, so the per-shard collections (48 stored JPEGs each) are merged
+    # where the shards are written instead of being held until a later stage.
+    merged = collected | "CombineEda" >> beam.CombineGlobally(CollectFn())
+    rejected = rejections | "CombineEdaRejections" >> beam.CombineGlobally(CollectFn())
     return (collected.pipeline
             | "StartEdaReport" >> beam.Create([None])
-            | "WriteEdaReport" >> beam.ParDo(self._write, beam.pvalue.AsSingleton(merged)))
+            | "WriteEdaReport" >> beam.ParDo(self._write, beam.pvalue.AsSingleton(merged),
+                                             beam.pvalue.AsSingleton(rejected)))
 
 
 def publish_report(staging_dir: str, output_dir: str, names: List[str]) -> None:
