@@ -3,8 +3,8 @@ r"""The EDA report at AVA's scale, without AVA's images: collecting, merging, re
   python -m benchmarks.eda_report --num_rows=255530 --num_shards=85 --repeats=3
 
 Makes `--num_rows` records with AVA-like values (mean ratings around 5.4, 90-450 votes,
-AVA's common sizes with a few odd ones) that all share one stored 256 x 256 JPEG (the
-report keeps 48 images at most, so their number of bytes does not matter), spread over
+AVA's common sizes with a few odd ones), each with its own copy of a stored 256 x 256
+JPEG (a synthetic photo processed as the job does), spread over
 `--num_shards` per-shard `eda.Collected`s as the job's shard writers make them; merges
 them as the job's combiner does; renders the report. Prints the CPU time per record of
 `Collected.add` (the shard writers' share of the cost), the pickled size of a shard's and
@@ -12,7 +12,6 @@ of the merged collection (what crosses Beam's shuffle), merge and render seconds
 process's peak memory.
 """
 
-import io
 import pickle
 import resource
 import statistics
@@ -21,11 +20,11 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
-from PIL import Image
 import psutil
 
 from benchmarks import common
 from nima_tf import eda
+from nima_tf import imaging
 from nima_tf import records
 from nima_tf import synthetic
 
@@ -40,12 +39,9 @@ _SIZES = [(640, 427), (427, 640), (640, 480), (500, 500), (800, 533), (1024, 683
 
 
 def _records(num_rows: int, seed: int = 0):
-  """AVA-like records, generated lazily, sharing one stored JPEG."""
+  """AVA-like records, generated lazily; their stored JPEGs differ by their last bytes."""
   rng = np.random.default_rng(seed)
-  buffer = io.BytesIO()
-  Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(
-      buffer, format="JPEG", quality=95)
-  encoded = buffer.getvalue()
+  encoded = imaging.process(synthetic.make_image(seed, 1, size_range=(640, 640))[1]).encoded
   means = np.clip(rng.normal(5.4, 0.75, num_rows), 1.5, 9.5)
   sds = np.clip(rng.normal(1.4, 0.2, num_rows), 1.0, 2.0)
   votes = 90 + rng.gamma(6, 20, num_rows).astype(int)
@@ -56,7 +52,7 @@ def _records(num_rows: int, seed: int = 0):
     if index % 5000 == 0:  # A few technical anomalies.
       width, height = (width * 8, height) if index % 10000 else (width // 10, height // 10)
     yield records.Record(
-        image_id=index + 1, encoded=encoded, height=256, width=256,
+        image_id=index + 1, encoded=encoded + index.to_bytes(4, "big"), height=256, width=256,
         original_height=height, original_width=width,
         original_bytes=int(width * height * rng.uniform(0.2, 0.6)),
         counts=tuple(int(c) for c in np.maximum(counts, 0)) if counts.sum() else (1,) * 10,

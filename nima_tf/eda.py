@@ -115,14 +115,15 @@ class Collected:
   def add(self, split: str, record: records.Record) -> None:
     """Adds one record of `split`."""
     columns = self.columns[split]
-    for name, value in dataset_info.record_fields(record).items():
+    fields = dataset_info.record_fields(record)
+    for name, value in fields.items():
       columns[name].append(value)
     image_id = record.image_id
     columns["image_id"].append(image_id)
     columns["tag_1"].append(record.tags[0])
     columns["tag_2"].append(record.tags[1])
     columns["challenge"].append(record.challenge)
-    mean = record.mean
+    mean = fields["rating_mean"]
     keys = {"best": (mean, -image_id), "worst": (-mean, -image_id),
             "random": (-splits.unit_hash("eda", image_id), -image_id)}
     thumbnail = None
