@@ -499,12 +499,14 @@ def anomalies_figure(frame: pd.DataFrame, found: Sequence[Anomalies]) -> bytes:
 
 
 def _plain_log(axes, which: str) -> None:
-  """Log-scales the x or y axis, labelled with plain numbers (0.5, 1, 2, 5...)."""
+  """Log-scales the x or y axis, labelled with plain numbers (1, 2, 5, 10... or 1, 10, 100...)."""
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
   getattr(axes, f"set_{which}scale")("log")
+  low, high = getattr(axes, f"get_{which}lim")()
   axis = getattr(axes, f"{which}axis")
-  axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+  decades = np.log10(high / low)
+  axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
   axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
   axis.set_minor_formatter(ticker.NullFormatter())
 
@@ -687,15 +689,14 @@ def _anomalies_section(frame: pd.DataFrame, files: Dict[str, bytes]) -> List[str
   for result in found:
     check = ANOMALY_CHECKS[result.field]
     lines += [f"### {_sentence_case(check)}", "",
-              f"Bounds {_format(result.low, result.field)} to "
-              f"{_format(result.high, result.field)} ({FIELDS[result.field]}): "
+              f"{_sentence_case(FIELDS[result.field])} between "
+              f"{_format(result.low, result.field)} and {_format(result.high, result.field)}: "
               f"{result.below:,} images below, {result.above:,} above.", ""]
     if len(result.extremes):
       lines += _table(
-          ["id", "split", FIELDS[result.field], "width x height", "file size (KB)"],
-          [[int(r.image_id), r.split, _format(getattr(r, result.field), result.field),
-            f"{int(r.original_width)} x {int(r.original_height)}",
-            _format(r.original_kilobytes, "original_kilobytes")]
+          ["id", "split", "width x height"] + [FIELDS[field] for field in ANOMALY_CHECKS],
+          [[int(r.image_id), r.split, f"{int(r.original_width)} x {int(r.original_height)}"]
+           + [_format(getattr(r, field), field) for field in ANOMALY_CHECKS]
            for r in result.extremes.itertuples()])
   return lines
 
