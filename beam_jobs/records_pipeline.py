@@ -6,8 +6,10 @@ DoFns and element types by reference. Every row of AVA.txt ends either as a reco
 `<output_dir>/<split>-SSSSS-of-NNNNN.tfrecord` or as a line of
 `<output_dir>/rejected-*.jsonl` with its reason. Shards are written to a
 staging folder and moved into place only after the job has checked that
-rows read = records written + rows rejected; `dataset_info.json` is written
-last, so a folder without it is never a complete result.
+rows read = records written + rows rejected, and that no more than
+`max_reject_fraction` of the rows were rejected; `dataset_info.json` is
+written last, so a folder without it is never a complete result. A refused
+build leaves the previous one in place and `run` raises `BuildRefused`.
 
 No process of the job imports TensorFlow (~2.7 CPU-seconds and ~555 MB each):
 records are serialized with `nima_tf.protos.example_pb2`, framed by
@@ -33,6 +35,7 @@ from beam_jobs import eda_stats
 from nima_tf import ava
 from nima_tf import dataset_info
 from nima_tf import eda
+from nima_tf import image_files
 from nima_tf import imaging
 from nima_tf import records
 from nima_tf import splits
@@ -45,9 +48,13 @@ TARGET_SHARD_BYTES = 150 * 2**20
 ESTIMATED_BYTES_PER_PIXEL = 0.6  # a 256x256 JPEG at quality 95 is ~40 KB.
 MIN_SHARDS = 16
 MIN_RECORDS_PER_SHARD = 64
+# AVA itself loses ~0.1% of its rows (missing or broken photos): 50 times that is still
+# a normal build; a wrong --images_dir or a mangled AVA.txt rejects (nearly) everything.
+DEFAULT_MAX_REJECT_FRACTION = 0.05
 _REJECTED = "rejected"
 _SUMMARIES = "summaries"
 _EDA = "eda"
+_REFUSAL = "refused.txt"
 _PROGRESS_EVERY = 500
 
 
@@ -63,6 +70,7 @@ class JobConfig:
   limits: imaging.ImageLimits = imaging.ImageLimits()
   num_shards: Optional[int] = None
   eda: bool = True  # write the EDA report, <output_dir>/eda/
+  max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION
   run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
 
   @property
@@ -72,6 +80,14 @@ class JobConfig:
   @property
   def staging_dir(self) -> str:
     return os.path.join(self.output_dir, f".staging-{self.run_id}")
+
+
+class InputError(ValueError):
+  """The input cannot make a build (one line naming the file, and line); found before the run."""
+
+
+class BuildRefused(Exception):
+  """The job ran but did not publish: too many of its rows were rejected."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,13 +143,10 @@ class AssignSplitFn(beam.DoFn):
 def build_record(row: ava.Row, images_dir: str, image_size: int,
                  limits: imaging.ImageLimits) -> records.Record:
   """Reads, validates and resizes the image of a row; raises `ava.Rejected`."""
-  image = imaging.process(_read_file(ava.image_path(images_dir, row.image_id)), image_size,
-                          limits)
-  return records.Record(
-      image_id=row.image_id, encoded=image.encoded, height=image.height, width=image.width,
-      original_height=image.original_height, original_width=image.original_width,
-      original_bytes=image.original_bytes, counts=row.counts, tags=row.tags,
-      challenge=row.challenge)
+  image = imaging.process(
+      _read_file(ava.image_path(images_dir, row.image_id), limits.max_file_bytes), image_size,
+      limits)
+  return records.Record.from_image(row, image)
 
 
 def _create(path: str) -> BinaryIO:
@@ -147,11 +160,17 @@ def _write_file(path: str, data: bytes) -> None:
     f.write(data)
 
 
-def _read_file(path: str) -> bytes:
-  """The bytes of an image file; `missing_image` when it is not there."""
+def _read_file(path: str, max_bytes: int) -> bytes:
+  """The bytes of an image file, at most `max_bytes`; `missing_image` when it is not there.
+
+  Local files go through `image_files.read_local` (regular files only, size
+  checked before reading); remote objects are read up to the limit.
+  """
   try:
+    if FileSystems.get_scheme(path) is None:
+      return image_files.read_local(path, max_bytes)
     with FileSystems.open(path, compression_type="uncompressed") as f:
-      return f.read()
+      return image_files.read_at_most(f, path, max_bytes)
   except (FileNotFoundError, IOError) as error:
     if not FileSystems.exists(path):
       raise ava.Rejected(ava.Reason.MISSING_IMAGE, f"{path} does not exist") from None
@@ -242,6 +261,11 @@ class FinalizeFn(beam.DoFn):
           f"accounting mismatch: {rows_read} rows read but {written} records written and "
           f"{sum(rejected.values())} rows rejected; staged output left in "
           f"{config.staging_dir}, nothing was published to {config.output_dir}")
+    refusal = refusal_message(config, rows_read, rejected)
+    if refusal:
+      _delete_staged_shards(config.staging_dir)
+      _write_file(os.path.join(config.staging_dir, _REFUSAL), refusal.encode())
+      return
     staged = self._complete_shards(shard_infos)
     _remove_previous_output(config.output_dir)
     for name in staged + [os.path.basename(f) for f in rejected_files]:
@@ -269,6 +293,27 @@ class FinalizeFn(beam.DoFn):
           _write_file(os.path.join(self._config.staging_dir, name), b"")
         names.append(name)
     return names
+
+
+def refusal_message(config: JobConfig, rows_read: int, rejected: Dict[str, int]) -> str:
+  """Why the build must not be published (one line), or "" when it may be."""
+  num_rejected = sum(rejected.values())
+  if not rows_read or num_rejected <= config.max_reject_fraction * rows_read:
+    return ""
+  top = sorted(((count, reason) for reason, count in rejected.items() if count), reverse=True)
+  reasons = ", ".join(f"{reason} {count}" for count, reason in top[:3])
+  return (f"refusing to publish: {num_rejected} of {rows_read} rows rejected "
+          f"({num_rejected / rows_read:.1%}; {reasons}), over --max_reject_fraction="
+          f"{config.max_reject_fraction}; the previous build in {config.output_dir} is kept; "
+          f"rejected rows are listed in {config.staging_dir}/{records.REJECTED_PREFIX}-*.jsonl")
+
+
+def _delete_staged_shards(staging_dir: str) -> None:
+  for match in FileSystems.match([records.shard_pattern(staging_dir, split)
+                                  for split in records.SPLITS]):
+    paths = [metadata.path for metadata in match.metadata_list]
+    if paths:
+      FileSystems.delete(paths)
 
 
 def _delete_folder(path: str) -> None:
@@ -302,6 +347,8 @@ def _dataset_info(config: JobConfig, rows_read: int, blank_lines: int,
           "validation_fraction": config.validation_fraction,
           "min_side": config.limits.min_side,
           "max_pixels": config.limits.max_pixels,
+          "max_file_bytes": config.limits.max_file_bytes,
+          "max_reject_fraction": config.max_reject_fraction,
       },
       "rows_read": rows_read,
       "blank_lines_skipped": blank_lines,
@@ -318,13 +365,26 @@ def _dataset_info(config: JobConfig, rows_read: int, blank_lines: int,
   }
 
 
-def count_lines(path: str) -> int:
-  """Non-blank lines of a text file, streamed (AVA.txt is ~12 MB)."""
-  count = 0
+def check_text_file(path: str) -> List[bytes]:
+  """The raw lines of an AVA text file, checked by `ava.check_text_lines` (small files only)."""
   with FileSystems.open(path, compression_type="uncompressed") as f:
-    for line in f:
-      count += bool(line.strip())
-  return count
+    lines = f.readlines()
+  ava.check_text_lines(path, lines)
+  return lines
+
+
+def count_rows(path: str) -> int:
+  """Non-blank lines of AVA.txt, streamed (~12 MB) and checked by `ava.check_text_lines`."""
+  with FileSystems.open(path, compression_type="uncompressed") as f:
+    return ava.check_text_lines(path, f)
+
+
+def check_images_dir(images_dir: str) -> None:
+  """A clear error now, rather than every row `missing_image`, if no photo is there."""
+  pattern = os.path.join(images_dir, "*.jpg")
+  if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
+    raise FileNotFoundError(f"no photo matches {pattern}: is --images_dir the folder of "
+                            "AVA's <image_id>.jpg files?")
 
 
 def plan_num_shards(ava_rows: int, test_ids: int, config: JobConfig) -> Dict[str, int]:
@@ -353,16 +413,31 @@ class JobPlan:
 
 
 def plan_job(config: JobConfig) -> JobPlan:
-  """Checks the input exists and sizes the output (streams AVA.txt once)."""
+  """Checks the inputs and sizes the output (streams AVA.txt once).
+
+  Raises a one-line error naming the file (and line) when AVA.txt or the
+  test list cannot be read as AVA text, or when the images folder holds no
+  photo: such a build would only reject every row.
+  """
   ava_txt = os.path.join(config.ava_dir, ava.AVA_TXT)
   test_list = os.path.join(config.ava_dir, ava.TEST_LIST)
   if not FileSystems.exists(ava_txt):
-    raise FileNotFoundError(f"{ava_txt} does not exist: is --ava_dir an AVA_dataset folder?")
+    raise InputError(f"{ava_txt} does not exist: is --ava_dir an AVA_dataset folder?")
   has_test_list = FileSystems.exists(test_list)
+  try:
+    num_rows = count_rows(ava_txt)
+    if not num_rows:
+      raise InputError(f"{ava_txt} holds no rows")
+    check_images_dir(config.images)
+    num_test_ids = 0
+    if has_test_list:
+      num_test_ids = len(ava.parse_id_list(
+          [line.decode() for line in check_text_file(test_list)], source=test_list))
+  except (ValueError, FileNotFoundError) as error:
+    raise InputError(str(error)) from None
   if not has_test_list:
     logging.warning("%s does not exist: no test split will be made", test_list)
-  num_shards = plan_num_shards(count_lines(ava_txt),
-                               count_lines(test_list) if has_test_list else 0, config)
+  num_shards = plan_num_shards(num_rows, num_test_ids, config)
   logging.info("shards per split: %s", num_shards)
   return JobPlan(num_shards=num_shards, has_test_list=has_test_list)
 
@@ -379,7 +454,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig,
   if plan.has_test_list:
     test_ids = (pipeline
                 | "ReadTestList" >> beam.io.ReadFromText(test_list, validate=False)
-                | "ParseTestIds" >> beam.FlatMap(lambda line: ava.parse_id_list([line])))
+                | "ParseTestIds" >> beam.FlatMap(
+                    lambda line: [ava.parse_id(line)] if line.strip() else []))
   else:
     test_ids = pipeline | "NoTestList" >> beam.Create([])
   joined = ({"rows": parsed.rows, "test": test_ids | "KeyTestIds" >> beam.Map(lambda i: (i, None))}
@@ -444,21 +520,34 @@ def _local_runner(options: PipelineOptions):
 def _read_info(output_dir: str) -> dict:
   """The job's dataset_info.json, read through Beam's file systems.
 
-  Not `dataset_info.load`: it imports TensorFlow, which the launching process
+  Not `dataset_info.read`: it imports TensorFlow, which the launching process
   of a multi-processing or Dataflow run otherwise never needs (~2 s a run).
   """
   with FileSystems.open(dataset_info.path(output_dir), compression_type="uncompressed") as f:
     return json.load(f)
 
 
+def _raise_if_refused(config: JobConfig) -> None:
+  """`BuildRefused` with the job's message, when its last step did not publish."""
+  refusal = os.path.join(config.staging_dir, _REFUSAL)
+  if FileSystems.exists(refusal):
+    with FileSystems.open(refusal, compression_type="uncompressed") as f:
+      raise BuildRefused(f.read().decode())
+
+
 def run(config: JobConfig, beam_args: Iterable[str] = ()) -> dict:
-  """Runs the job to completion; returns the content of dataset_info.json."""
+  """Runs the job to completion; returns the content of dataset_info.json.
+
+  Raises `InputError` before the run for unusable input, and `BuildRefused`
+  after it when too many rows were rejected (the previous build is kept).
+  """
   options = PipelineOptions(list(beam_args))
   start = time.time()
   pipeline = beam.Pipeline(runner=_local_runner(options), options=options)
   build_pipeline(pipeline, config, plan_job(config))
   result = pipeline.run()
   result.wait_until_finish()
+  _raise_if_refused(config)
   elapsed = time.time() - start
   for counter in result.metrics().query()["counters"]:
     logging.info("counter %s = %d", counter.key.metric.name, counter.committed)

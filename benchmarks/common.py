@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import shutil
 import statistics
-import sys
 import time
 from typing import Callable, Iterator, List, Sequence, Tuple
 
@@ -30,6 +29,7 @@ import psutil
 
 from nima_tf import ava
 from nima_tf import imaging
+from nima_tf import sample
 from nima_tf import synthetic
 
 DEFAULT_WORK_DIR = "/tmp/nima_tf_bench"
@@ -163,14 +163,10 @@ def multi_processing_args(workers: int) -> List[str]:
           f"--direct_num_workers={workers}"]
 
 
-BUILD_RECORDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "beam_jobs", "build_records.py")
-
-
 def build_command(image_set: ImageSet, output_dir: str, beam_args: Sequence[str]) -> List[str]:
-  """The command line of `beam_jobs/build_records.py` on `image_set`."""
-  return [sys.executable, BUILD_RECORDS, f"--ava_dir={image_set.ava_dir}",
-          f"--images_dir={image_set.images_dir}", f"--output_dir={output_dir}", *beam_args]
+  """The command line of the data job (`beam_jobs/build_records.py`) on `image_set`."""
+  return sample.build_command(beam_args, ava_dir=image_set.ava_dir,
+                              images_dir=image_set.images_dir, output_dir=output_dir)
 
 
 def ensure_records(work_dir: str, image_set: ImageSet) -> str:

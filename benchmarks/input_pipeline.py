@@ -35,6 +35,7 @@ from nima_tf import data
 from nima_tf import imaging
 from nima_tf import model as model_lib
 from nima_tf import records
+from nima_tf import splits
 
 common.define_flags()
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
@@ -106,7 +107,7 @@ def main(argv):
   work_dir, batch_size = flags.FLAGS.work_dir, _BATCH_SIZE.value
   image_set = common.ensure_image_set(work_dir, flags.FLAGS.num_images)
   records_dir = common.ensure_records(work_dir, image_set)
-  train = list(records.read_records(records_dir, records.SPLITS[0]))
+  train = list(records.read_records(records_dir, splits.TRAIN))
   if len(train) < batch_size * (_WARMUP.value + 2):
     raise app.UsageError(f"{len(train)} training images are too few for batches of "
                          f"{batch_size}: raise --num_images")
@@ -116,7 +117,7 @@ def main(argv):
       workers=_BASELINE_WORKERS.value, use_multiprocessing=_BASELINE_PROCESSES.value)
 
   def ours(**overrides):
-    return data.make_dataset(records_dir, records.SPLITS[0], data.InputConfig(
+    return data.make_dataset(records_dir, splits.TRAIN, data.InputConfig(
         image_size=CROP_SIZE, global_batch_size=batch_size, **overrides), training=True)
 
   ceiling = pipelines.decode_only([r.encoded for r in train], batch_size)

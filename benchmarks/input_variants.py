@@ -28,6 +28,7 @@ from benchmarks import pipelines
 from nima_tf import data
 from nima_tf import model as model_lib
 from nima_tf import records
+from nima_tf import splits
 
 common.define_flags()
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
@@ -54,11 +55,11 @@ def seeds() -> tf.data.Dataset:
 
 
 def per_element(files, batch_size: int) -> tf.data.Dataset:
-  """Parse and decode one record at a time (`data.decode_train`), then batch: uint8."""
-  dataset = serialized_records(files).map(records.parse_example, num_parallel_calls=AUTOTUNE,
+  """Parse and decode one record at a time (`data.parse_train`), then batch: uint8."""
+  dataset = serialized_records(files).map(records.decode_example, num_parallel_calls=AUTOTUNE,
                                           deterministic=False)
   dataset = tf.data.Dataset.zip(dataset, seeds()).map(
-      lambda features, seed: (data.decode_train(features, CROP_SIZE, seed),
+      lambda features, seed: (data.parse_train(features, CROP_SIZE, seed),
                               features["histogram"]),
       num_parallel_calls=AUTOTUNE, deterministic=False)
   return dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE,
@@ -73,7 +74,7 @@ def fewer_features(files, batch_size: int) -> tf.data.Dataset:
 
   def decode_batch(serialized, batch_seeds):
     parsed = tf.io.parse_example(serialized, {key: spec[key] for key in keys.values()})
-    return data.decode_train_batch({name: parsed[key] for name, key in keys.items()},
+    return data.parse_train_batch({name: parsed[key] for name, key in keys.items()},
                                    batch_seeds, CROP_SIZE)
 
   dataset = tf.data.Dataset.zip(serialized_records(files).batch(batch_size, True),
@@ -88,10 +89,10 @@ def main(argv):
   work_dir, batch_size = flags.FLAGS.work_dir, _BATCH_SIZE.value
   records_dir = common.ensure_records(
       work_dir, common.ensure_image_set(work_dir, flags.FLAGS.num_images))
-  files = data.list_shards(records_dir, records.SPLITS[0])
+  files = data.list_shards(records_dir, splits.TRAIN)
 
   def ours(**overrides):
-    return data.make_dataset(records_dir, records.SPLITS[0], data.InputConfig(
+    return data.make_dataset(records_dir, splits.TRAIN, data.InputConfig(
         image_size=CROP_SIZE, global_batch_size=batch_size, **overrides), training=True)
 
   variants = {
@@ -102,7 +103,7 @@ def main(argv):
       "per element, float32 preprocessed on the host (before)": pipelines.host_preprocessed(
           per_element(files, batch_size), model_lib.ModelConfig().backbone),
       "ceiling: tf.io.decode_jpeg alone": pipelines.decode_only(
-          [r.encoded for r in records.read_records(records_dir, records.SPLITS[0])],
+          [r.encoded for r in records.read_records(records_dir, splits.TRAIN)],
           batch_size),
   }
   load_before = common.machine_load()

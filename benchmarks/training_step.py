@@ -24,10 +24,10 @@ import keras
 import tensorflow as tf
 
 from benchmarks import common
+from nima_tf import config as config_lib
 from nima_tf import data
 from nima_tf import model as model_lib
-from nima_tf import records
-from nima_tf import train
+from nima_tf import splits
 
 common.define_flags()
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per training step.", lower_bound=1)
@@ -80,14 +80,19 @@ def main(argv):
   warmup, steps = _WARMUP.value, _STEPS.value
   image_set = common.ensure_image_set(work_dir, flags.FLAGS.num_images)
   records_dir = common.ensure_records(work_dir, image_set)
-  config = train.TrainConfig(records_dir=records_dir, output_dir=tempfile.mkdtemp(),
-                             strategy="default", weights=model_lib.NO_WEIGHTS,
-                             global_batch_size=batch_size)
-  real = data.make_dataset(records_dir, records.SPLITS[0], config.input_config(),
-                           training=True)
+  config = config_lib.TrainConfig(records_dir=records_dir, output_dir=tempfile.mkdtemp(),
+                                  strategy="default", weights=model_lib.NO_WEIGHTS,
+                                  global_batch_size=batch_size)
+  real = data.make_dataset(records_dir, splits.TRAIN, data.InputConfig(
+      image_size=config.image_size, global_batch_size=batch_size,
+      shuffle_buffer=config.shuffle_buffer), training=True)
   in_memory = tf.data.Dataset.from_tensors(next(iter(real))).repeat()
-  models = {phase.name: train._compiled_model(config, phase, None)  # pylint: disable=protected-access
-            for phase in train.phases(config)}
+  model_config = model_lib.ModelConfig(config.backbone, config.alpha, config.image_size,
+                                       config.dropout, config.weights)
+  models = {phase.name: model_lib.training_model(model_config, phase.train_base,
+                                                 config.optimizer, phase.learning_rate,
+                                                 phase.decay)
+            for phase in config_lib.phases(config)}
   load_before = common.machine_load()
 
   runs = [("input pipeline alone", lambda: common.measure_batches(
@@ -102,7 +107,7 @@ def main(argv):
   rows = []
   for name in models:
     real_runs, memory_runs = results[f"{name}: real input"], results[f"{name}: in memory"]
-    rows.append([f"{name} ({'base frozen' if name == train.HEAD else 'all layers'})",
+    rows.append([f"{name} ({'base frozen' if name == config_lib.HEAD else 'all layers'})",
                  common.Spread.of([r.per_second for r in real_runs]).format(),
                  common.Spread.of([m.per_second for m in memory_runs]).format(),
                  common.Spread.of([r.per_second / m.per_second

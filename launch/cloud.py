@@ -1,4 +1,4 @@
-"""What the cloud launchers share: job names, gs:// checks, the project, dry-run specs.
+"""What the cloud launchers share: common flags, names, gs:// checks, the project, specs.
 
 Nothing here contacts Google Cloud. The project comes from a flag, from
 `$CLOUDSDK_CORE_PROJECT` / `$GOOGLE_CLOUD_PROJECT`, or from the user's own
@@ -14,8 +14,12 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
-from typing import Optional
+from typing import Callable, List, NoReturn, Optional
+
+from absl import app
+from absl import flags
 
 GCS_PREFIX = "gs://"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,6 +27,12 @@ SETUP_FILE = os.path.join(REPO_ROOT, "setup.py")
 # Dataflow's rule for job names, which Vertex display names also satisfy.
 _JOB_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _PROJECT_VARIABLES = ("CLOUDSDK_CORE_PROJECT", "GOOGLE_CLOUD_PROJECT")
+# Google Cloud region names (us-central1, europe-west4, northamerica-northeast2, ...).
+# The region becomes part of an API host name, so nothing else may pass.
+_REGION = re.compile(r"[a-z]+(-[a-z]+)+[0-9]{1,2}")
+DEFAULT_REGION = "us-central1"
+# What the images hold: a change here is a change of the image (and of its tag).
+IMAGE_SOURCES = ("setup.py", "nima_tf", "beam_jobs", "launch")
 
 
 def unique_job_name(prefix: str, now: Optional[datetime.datetime] = None) -> str:
@@ -37,6 +47,14 @@ def check_job_name(name: str) -> str:
     raise ValueError(f"job name {name!r} must be 1-63 characters of lowercase letters, "
                      "digits and hyphens, starting with a letter and not ending with a hyphen")
   return name
+
+
+def check_region(region: str) -> str:
+  """Returns `region` if it is shaped like a Google Cloud region name."""
+  if not _REGION.fullmatch(region or ""):
+    raise ValueError(f"--region must be a Google Cloud region such as {DEFAULT_REGION} or "
+                     f"europe-west4, got {region!r}")
+  return region
 
 
 def require_gcs(flag: str, path: Optional[str]) -> str:
@@ -84,3 +102,58 @@ def write_spec(spec: dict, path: str) -> str:
     json.dump(spec, f, indent=2)
     f.write("\n")
   return path
+
+
+def source_version(root: str = REPO_ROOT) -> str:
+  """The checked-out commit (12 hex digits), `-dirty` if `IMAGE_SOURCES` have changes.
+
+  Names the trainer image, so that a job says which code it ran.
+  """
+
+  def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                          check=False)
+
+  try:
+    head = git("rev-parse", "--short=12", "HEAD")
+  except FileNotFoundError:
+    head = None
+  if head is None or head.returncode:
+    raise ValueError(f"{root} is not a git checkout, so the image cannot be tagged with its "
+                     "commit: pass --image_uri")
+  changes = git("status", "--porcelain", "--", *IMAGE_SOURCES).stdout.strip()
+  return head.stdout.strip() + ("-dirty" if changes else "")
+
+
+def define_common_flags(service: str, job_name_prefix: str) -> None:
+  """The flags every cloud launcher has, with the same names and defaults."""
+  flags.DEFINE_string("project", None, "Google Cloud project. Default: "
+                      "$CLOUDSDK_CORE_PROJECT, $GOOGLE_CLOUD_PROJECT or gcloud's.")
+  flags.DEFINE_string("region", DEFAULT_REGION, f"{service} region; keep it the buckets' "
+                      "region.")
+  flags.DEFINE_string("job_name", None, f"Default: {job_name_prefix}-<UTC time>-<random>, "
+                      "unique per launch.")
+  flags.DEFINE_string("service_account", None, "Service account the job runs as. "
+                      f"Default: {service}'s.")
+  flags.DEFINE_string("spec_out", None, "Where to write the job spec (JSON). "
+                      "Default: <temp dir>/nima_tf_launch/<job_name>.json.")
+  flags.DEFINE_bool("dry_run", False, "Check everything, print the command or request and "
+                    "write the spec; contact nothing.")
+
+
+def usage_error(error: Exception) -> NoReturn:
+  """Prints `error` as one line and exits with status 2."""
+  sys.stderr.write(f"error: {error}\n")
+  sys.exit(2)
+
+
+def run(main: Callable[[List[str]], None]) -> None:
+  """`app.run(main)`, with a flag error printed as one line (exit status 2)."""
+
+  def parse(argv: List[str]) -> List[str]:
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as error:
+      usage_error(error)
+
+  app.run(main, flags_parser=parse)

@@ -3,16 +3,20 @@ r"""Runs the records job (`beam_jobs/build_records.py`) on Google Cloud Dataflow
   python -m launch.dataflow --project=P --region=us-central1 \
       --ava_dir=gs://b/AVA_dataset --output_dir=gs://b/records \
       --temp_location=gs://b/tmp [--machine_type=n1-standard-4 --max_workers=8] \
-      [--dry_run] [-- --num_shards=64 ...]
+      [--sdk_container_image=IMAGE] [--dry_run] [-- --num_shards=64 ...]
 
-Arguments after `--` go to the job unchanged (its own flags such as
-`--num_shards`, or more Beam pipeline options). Workers install this project
-from its `setup.py` (`--setup_file`), so they import the same `nima_tf` and
-`beam_jobs` modules as this machine; TensorFlow is imported only where shards
-are written. `--dry_run` prints the command and writes the job spec without
-contacting Google Cloud. Without it the command runs here and blocks until the
-job has finished (stopping this program does not cancel the job: use the
-Dataflow console or `gcloud dataflow jobs cancel`).
+Arguments after `--` go to the job: its own flags (such as `--num_shards`) or
+Beam pipeline options. They are checked first, in the dry run too, against
+the job's flag definitions and Beam's options: a misspelled one is refused
+here rather than dropped by Beam, and so is one that the launcher sets itself.
+Workers install this project from its `setup.py` (`--setup_file`): the job's
+dependencies only (`install_requires`), no TensorFlow; no process of the job
+imports it. `--sdk_container_image` (built from
+`launch/dataflow_worker.Dockerfile`) has them preinstalled. `--dry_run` prints
+the command and writes the job spec without contacting Google Cloud. Without
+it the command runs here and blocks until the job has finished (stopping this
+program does not cancel the job: use the Dataflow console or
+`gcloud dataflow jobs cancel`).
 """
 
 import dataclasses
@@ -21,16 +25,30 @@ import subprocess
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-from absl import app
 from absl import flags
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from launch import cloud
+from launch import constraints
+from launch import passthrough
 
 JOB_MODULE = "beam_jobs.build_records"
 JOB_NAME_PREFIX = "nima-records"
 DEFAULT_MACHINE_TYPE = "n1-standard-4"
 DEFAULT_MAX_WORKERS = 8
+# What the launcher sets (job flags, and Beam options by name), with the launcher
+# flag to use instead: the same in the pass-through arguments is refused.
+JOB_FLAGS_SET = {"ava_dir": "--ava_dir", "images_dir": "--images_dir",
+                 "output_dir": "--output_dir"}
+OPTIONS_SET = {
+    "runner": "always DataflowRunner", "project": "--project", "region": "--region",
+    "job_name": "--job_name", "temp_location": "--temp_location",
+    "staging_location": "--staging_location", "setup_file": "always this setup.py",
+    "machine_type": "--machine_type", "max_num_workers": "--max_workers",
+    "autoscaling_algorithm": "always THROUGHPUT_BASED", "num_workers": "--num_workers",
+    "disk_size_gb": "--disk_size_gb", "sdk_container_image": "--sdk_container_image",
+    "service_account_email": "--service_account",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +74,7 @@ class DataflowConfig:
   extra_args: Tuple[str, ...] = ()
 
   def __post_init__(self):
+    cloud.check_region(self.region)
     for name in ("ava_dir", "output_dir", "temp_location"):
       object.__setattr__(self, name, cloud.require_gcs(name, getattr(self, name)))
     for name in ("images_dir", "staging_location"):
@@ -68,6 +87,17 @@ class DataflowConfig:
       raise ValueError(f"--num_workers must be in 1..--max_workers ({self.max_workers}), "
                        f"got {self.num_workers}")
     object.__setattr__(self, "extra_args", tuple(self.extra_args))
+    self._check_extra_args()
+
+  def _check_extra_args(self) -> None:
+    """Refuses extras the job would not accept, or that override the launcher's settings."""
+    job_flags_given, options_given = passthrough.job_flags(self.extra_args)
+    passthrough.refuse_launcher_flags(job_flags_given, JOB_FLAGS_SET, passthrough.JOB)
+    overridden = sorted(options_given & OPTIONS_SET.keys())
+    if overridden:
+      raise ValueError(f"--{overridden[0]} is set by the launcher "
+                       f"({OPTIONS_SET[overridden[0]]}); remove it from the {passthrough.JOB} "
+                       "arguments")
 
 
 def job_flags(config: DataflowConfig) -> List[str]:
@@ -122,6 +152,8 @@ def job_spec(config: DataflowConfig) -> dict:
       "pipeline_options": PipelineOptions(pipeline_options(config)).get_all_options(
           drop_default=True),
       "extra_args": list(config.extra_args),
+      # What each worker pip-installs from --setup_file (Beam is in its SDK image).
+      "worker_installs": constraints.setup_requirements()["install_requires"],
       "console": (f"https://console.cloud.google.com/dataflow/jobs/{config.region}"
                   f"?project={config.project}"),
   }
@@ -144,9 +176,7 @@ def launch(config: DataflowConfig, dry_run: bool, spec_out: Optional[str] = None
 
 def define_flags() -> None:
   """Defines the command line, only when run as a program (no clash with the job's flags)."""
-  flags.DEFINE_string("project", None, "Google Cloud project. Default: "
-                      "$CLOUDSDK_CORE_PROJECT, $GOOGLE_CLOUD_PROJECT or gcloud's.")
-  flags.DEFINE_string("region", "us-central1", "Dataflow region; keep it the buckets' region.")
+  cloud.define_common_flags("Dataflow", JOB_NAME_PREFIX)
   flags.DEFINE_string("ava_dir", None, "gs:// folder with AVA.txt, aesthetics_image_lists/ "
                       "and images/.", required=True)
   flags.DEFINE_string("images_dir", None, "gs:// folder of <image_id>.jpg. "
@@ -156,20 +186,15 @@ def define_flags() -> None:
                       required=True)
   flags.DEFINE_string("staging_location", None, "gs:// folder for the staged package. "
                       "Default: <temp_location>/staging.")
-  flags.DEFINE_string("job_name", None, f"Default: {JOB_NAME_PREFIX}-<UTC time>-<random>, "
-                      "unique per launch.")
   flags.DEFINE_string("machine_type", DEFAULT_MACHINE_TYPE, "Worker machine type.")
   flags.DEFINE_integer("max_workers", DEFAULT_MAX_WORKERS, "Autoscaling ceiling, which "
                        "bounds the cost per hour.", lower_bound=1)
   flags.DEFINE_integer("num_workers", None, "Workers to start with. Default: Dataflow's "
                        "choice.", lower_bound=1)
   flags.DEFINE_integer("disk_size_gb", None, "Boot disk per worker.", lower_bound=1)
-  flags.DEFINE_string("sdk_container_image", None, "A worker image with the dependencies "
-                      "preinstalled (starts faster than installing setup.py's).")
-  flags.DEFINE_string("service_account", None, "Service account the workers run as.")
-  flags.DEFINE_string("spec_out", None, "Where to write the job spec (JSON). "
-                      "Default: <temp dir>/nima_tf_launch/<job_name>.json.")
-  flags.DEFINE_bool("dry_run", False, "Print the command and write the spec; contact nothing.")
+  flags.DEFINE_string("sdk_container_image", None, "Worker image with the job's "
+                      "dependencies preinstalled (launch/dataflow_worker.Dockerfile); "
+                      "starts faster than installing them.")
 
 
 def config_from_flags(extra_args: Sequence[str]) -> DataflowConfig:
@@ -189,10 +214,10 @@ def main(argv: List[str]) -> None:
   try:
     config = config_from_flags(argv[1:])
   except ValueError as error:
-    raise app.UsageError(str(error)) from None
+    cloud.usage_error(error)
   launch(config, flags.FLAGS.dry_run, flags.FLAGS.spec_out)
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cloud.run(main)

@@ -2,13 +2,16 @@ r"""Runs a command as a multi-worker TensorFlow cluster on this machine, as Vert
 
   python -m launch.local_multi_worker --output_dir=/tmp/mw          # the sync check
   python -m launch.local_multi_worker --output_dir=/tmp/mw -- \
-      python -m nima_tf.train --strategy=multi_worker --records_dir=... --epochs=1
+      python -m nima_tf.train --strategy=multi_worker --records_dir=... \
+      --output_dir=/tmp/mw/run --epochs_head=1 --epochs_all=1
 
 Each of `--num_workers` processes runs the command with the environment a
 Vertex AI multi-worker job gives its replicas: a `TF_CONFIG` naming one
 `chief` and `worker`s (here on 127.0.0.1 ports found free), and
 `AIP_MODEL_DIR`, `AIP_CHECKPOINT_DIR` and `AIP_TENSORBOARD_LOG_DIR` under
 `--output_dir`. Each process's output goes to `<output_dir>/console/<task>.log`.
+A `python -m nima_tf.train` command has its flags checked against the
+trainer's definitions before any process starts.
 
 Without a command, every process runs the sync check: a few SGD steps of a
 linear model under `MultiWorkerMirroredStrategy`, each replica on different
@@ -24,9 +27,11 @@ import sys
 import time
 from typing import Dict, List, Sequence
 
-from absl import app
 from absl import flags
 import numpy as np
+
+from launch import cloud
+from launch import passthrough
 
 CHIEF = "chief"
 WORKER = "worker"
@@ -65,6 +70,14 @@ def tf_config(addresses: Sequence[str], index: int) -> dict:
   """The TF_CONFIG of process `index` in a cluster of a chief and workers."""
   return {"cluster": {CHIEF: [addresses[0]], WORKER: list(addresses[1:])},
           "task": task_of(index)}
+
+
+def check_command(command: Sequence[str]) -> None:
+  """Checks the trainer's flags when `command` runs `python -m nima_tf.train`."""
+  for index in range(len(command) - 1):
+    if list(command[index:index + 2]) == ["-m", passthrough.TRAINER]:
+      passthrough.trainer_flags(command[index + 2:])
+      return
 
 
 def task_name(index: int) -> str:
@@ -211,6 +224,10 @@ def main(argv: List[str]) -> None:
     sync_check_worker(output_dir)
     return
   user_command = argv[1:]
+  try:
+    check_command(user_command)
+  except ValueError as error:
+    cloud.usage_error(error)
   command = user_command or [sys.executable, "-m", __spec__.name, "--sync_check_worker",
                              f"--output_dir={output_dir}"]
   num_workers = flags.FLAGS.num_workers
@@ -231,4 +248,4 @@ def main(argv: List[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cloud.run(main)

@@ -1,22 +1,23 @@
 r"""Trains NIMA on Vertex AI: one machine with several GPUs, or several machines.
 
   python -m launch.vertex --project=P --region=us-central1 --mode=single \
-      --records_dir=gs://b/records --output_dir=gs://b/runs/r1 \
-      --image_uri=us-central1-docker.pkg.dev/P/nima-tf/trainer:latest [--build_image] \
-      [--dry_run] [-- --global_batch_size=256 --epochs=20 ...]
+      --records_dir=gs://b/records --output_dir=gs://b/runs/r1 [--build_image] \
+      [--scheduling=spot] [--tensorboard=ID --service_account=SA] \
+      [--dry_run] [-- --global_batch_size=256 --epochs_all=20 ...]
 
 `--mode=single` runs one replica of `--machine_type` with
 `--accelerator_count` GPUs under `--strategy=mirrored`; `--mode=multi_worker`
 runs a chief pool of one replica and a worker pool of `--replica_count - 1`
 replicas of the same machine under `--strategy=multi_worker`, and Vertex sets
-`TF_CONFIG` on each. Arguments after `--` go to `python -m nima_tf.train`
-unchanged.
+`TF_CONFIG` on each (and restarts the whole job when one replica restarts).
+Arguments after `--` go to `python -m nima_tf.train`; they are checked
+against the trainer's flag definitions first, in the dry run too.
 
-The trainer runs in the custom container of `launch/Dockerfile` (Vertex's
-prebuilt TensorFlow training images stop before this project's TensorFlow);
-`--build_image` builds and pushes it with Cloud Build first. The job's
-`baseOutputDirectory` is `--output_dir`, so Vertex sets `AIP_MODEL_DIR`,
-`AIP_CHECKPOINT_DIR` and `AIP_TENSORBOARD_LOG_DIR` under it for the trainer.
+The trainer runs in the image of `launch/trainer.Dockerfile`, tagged with the
+commit of this checkout; `--build_image` builds and pushes it with Cloud Build
+first. The job's `baseOutputDirectory` is `--output_dir`, so the trainer writes
+the model to `<output_dir>/model/`, checkpoints to `<output_dir>/checkpoints/`
+and TensorBoard logs to `<output_dir>/logs/`.
 
 The request is built here as plain data, written to a JSON file and printed;
 `--dry_run` stops there, without contacting Google Cloud. Otherwise it is sent
@@ -27,32 +28,39 @@ with `google-cloud-aiplatform` (the `.[cloud]` extra) as
 import dataclasses
 import json
 import os
+import re
 import shlex
 import subprocess
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
-from absl import app
 from absl import flags
 
 from launch import cloud
+from launch import images
+from launch import passthrough
 
 SINGLE = "single"
 MULTI_WORKER = "multi_worker"
 MODES = (SINGLE, MULTI_WORKER)
 STRATEGIES = {SINGLE: "mirrored", MULTI_WORKER: "multi_worker"}
+# --scheduling: Vertex's Scheduling.Strategy. Spot and flex-start replicas can be
+# preempted; the trainer resumes from its last completed epoch.
+SCHEDULING = {"standard": "STANDARD", "spot": "SPOT", "flex_start": "FLEX_START"}
 TRAINER_MODULE = "nima_tf.train"
-DOCKERFILE = "launch/Dockerfile"
 JOB_NAME_PREFIX = "nima-train"
 DEFAULT_MACHINE_TYPE = "n1-standard-16"
 DEFAULT_ACCELERATOR_TYPE = "NVIDIA_TESLA_T4"
 DEFAULT_ACCELERATOR_COUNT = 4
-_DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
+# Where the trainer writes under --output_dir: Vertex's AIP_MODEL_DIR,
+# AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR.
+OUTPUT_FOLDERS = {"model": "model", "checkpoints": "checkpoints", "logs": "logs"}
+_TENSORBOARD = re.compile(r"projects/([^/]+)/locations/([^/]+)/tensorboards/([0-9]+)")
 _API_VERSION = "v1"
 
 
 @dataclasses.dataclass(frozen=True)
 class VertexConfig:
-  """One Vertex AI custom training job; paths are checked to be gs://."""
+  """One Vertex AI custom training job; checked on construction."""
 
   project: str
   region: str
@@ -66,12 +74,16 @@ class VertexConfig:
   accelerator_count: int = DEFAULT_ACCELERATOR_COUNT
   boot_disk_size_gb: int = 100
   timeout_hours: float = 24.0
+  scheduling: str = "standard"
+  max_wait_hours: Optional[float] = None
+  tensorboard: Optional[str] = None
   service_account: Optional[str] = None
   display_name: str = dataclasses.field(
       default_factory=lambda: cloud.unique_job_name(JOB_NAME_PREFIX))
   train_args: Tuple[str, ...] = ()
 
   def __post_init__(self):
+    cloud.check_region(self.region)
     for name in ("records_dir", "output_dir"):
       object.__setattr__(self, name, cloud.require_gcs(name, getattr(self, name)))
     if self.mode not in MODES:
@@ -85,19 +97,55 @@ class VertexConfig:
     if self.accelerator_count < 0 or self.boot_disk_size_gb < 1 or self.timeout_hours <= 0:
       raise ValueError("--accelerator_count must be >= 0, --boot_disk_size_gb >= 1 and "
                        "--timeout_hours > 0")
+    if self.scheduling not in SCHEDULING:
+      raise ValueError(f"--scheduling must be one of {tuple(SCHEDULING)}, "
+                       f"got {self.scheduling!r}")
+    if self.max_wait_hours is not None and self.scheduling != "flex_start":
+      raise ValueError("--max_wait_hours applies to --scheduling=flex_start only")
     if not self.image_uri:
       raise ValueError("--image_uri is required: the trainer image in Artifact Registry")
-    for arg in self.train_args:
-      if arg.split("=", 1)[0] in ("--strategy", "--records_dir"):
-        raise ValueError(f"{arg} is set by the launcher (--mode, --records_dir); remove it "
-                         "from the trainer arguments")
+    if self.tensorboard is not None:
+      object.__setattr__(self, "tensorboard", self._tensorboard_name(self.tensorboard))
     cloud.check_job_name(self.display_name)
     object.__setattr__(self, "train_args", tuple(self.train_args))
+    self._check_train_args()
+
+  def _tensorboard_name(self, tensorboard: str) -> str:
+    """The full resource name of a Vertex TensorBoard given by name or numeric id."""
+    if tensorboard.isdigit():
+      tensorboard = f"projects/{self.project}/locations/{self.region}/tensorboards/{tensorboard}"
+    match = _TENSORBOARD.fullmatch(tensorboard)
+    if not match:
+      raise ValueError("--tensorboard must be a Vertex TensorBoard id or "
+                       f"projects/P/locations/R/tensorboards/ID, got {tensorboard!r}")
+    if match.group(2) != self.region:
+      raise ValueError(f"--tensorboard is in {match.group(2)}, the job in {self.region}: "
+                       "Vertex needs them in one region")
+    if not self.service_account:
+      raise ValueError("--tensorboard needs --service_account: Vertex uploads the logs as "
+                       "that account")
+    return tensorboard
+
+  def _check_train_args(self) -> None:
+    if not self.train_args:
+      return  # nothing to check, and no need to load the trainer's flags
+    owned = {"strategy": "--mode", "records_dir": "--records_dir",
+             "output_dir": "--output_dir"}
+    if self.tensorboard:
+      owned["tensorboard_dir"] = "--tensorboard"
+    flag_values = passthrough.trainer_flags(self.train_args)
+    passthrough.refuse_launcher_flags(flag_values, owned, passthrough.TRAINER)
+    passthrough.refuse_local_paths(flag_values)
 
 
-def default_image_uri(project: str, region: str) -> str:
-  """The trainer image in an Artifact Registry repository named nima-tf."""
-  return f"{region}-docker.pkg.dev/{project}/nima-tf/trainer:latest"
+def default_image_uri(project: str, region: str, version: str) -> str:
+  """The trainer image of `version` in an Artifact Registry repository named nima-tf."""
+  return f"{region}-docker.pkg.dev/{project}/nima-tf/trainer:{version}"
+
+
+def output_folders(output_dir: str) -> dict:
+  """Where the run's model, checkpoints and TensorBoard logs land."""
+  return {key: f"{output_dir}/{folder}/" for key, folder in OUTPUT_FOLDERS.items()}
 
 
 def trainer_args(config: VertexConfig) -> List[str]:
@@ -134,21 +182,36 @@ def worker_pool_specs(config: VertexConfig) -> List[dict]:
   return [pool(1), pool(config.replica_count - 1)]
 
 
+def scheduling(config: VertexConfig) -> dict:
+  """Timeout, provisioning strategy and, for multi-worker, restart as one cluster."""
+  spec = {"timeout": f"{round(config.timeout_hours * 3600)}s",
+          "strategy": SCHEDULING[config.scheduling]}
+  if config.max_wait_hours is not None:
+    spec["maxWaitDuration"] = f"{round(config.max_wait_hours * 3600)}s"
+  if config.mode == MULTI_WORKER:
+    # MultiWorkerMirroredStrategy needs every replica: a restarted one alone would
+    # wait for peers that have moved on. The restarted job resumes from checkpoints.
+    spec["restartJobOnWorkerRestart"] = True
+  return spec
+
+
 def custom_job(config: VertexConfig) -> dict:
   """The CustomJob resource to create, in the API's JSON form."""
   job_spec = {
       "workerPoolSpecs": worker_pool_specs(config),
       "baseOutputDirectory": {"outputUriPrefix": config.output_dir},
-      "scheduling": {"timeout": f"{round(config.timeout_hours * 3600)}s"},
+      "scheduling": scheduling(config),
   }
   if config.service_account:
     job_spec["serviceAccount"] = config.service_account
+  if config.tensorboard:
+    job_spec["tensorboard"] = config.tensorboard
   return {"displayName": config.display_name, "labels": {"app": "nima-tf"},
           "jobSpec": job_spec}
 
 
 def endpoint(region: str) -> str:
-  return f"{region}-aiplatform.googleapis.com"
+  return f"{cloud.check_region(region)}-aiplatform.googleapis.com"
 
 
 def parent(config: VertexConfig) -> str:
@@ -157,22 +220,6 @@ def parent(config: VertexConfig) -> str:
 
 def request_url(config: VertexConfig) -> str:
   return f"https://{endpoint(config.region)}/{_API_VERSION}/{parent(config)}/customJobs"
-
-
-def image_build(config: VertexConfig) -> dict:
-  """A Cloud Build config that builds `launch/Dockerfile` and pushes `image_uri`."""
-  return {
-      "steps": [{"name": _DOCKER_BUILDER,
-                 "args": ["build", "-f", DOCKERFILE, "-t", config.image_uri, "."]}],
-      "images": [config.image_uri],
-      "timeout": "3600s",
-  }
-
-
-def image_build_command(config: VertexConfig, build_config_path: str) -> List[str]:
-  """Uploads the repository and runs `image_build` on it."""
-  return ["gcloud", "builds", "submit", cloud.REPO_ROOT, f"--config={build_config_path}",
-          f"--project={config.project}"]
 
 
 def to_proto(job: dict):
@@ -211,13 +258,18 @@ def launch(config: VertexConfig, dry_run: bool, build_image: bool = False,
   path = cloud.write_spec(job, spec_out or cloud.default_spec_path(config.display_name))
   verb = "Would" if dry_run else "Will"
   if build_image:
-    build_path = cloud.write_spec(image_build(config),
+    images.require_pinned_base(images.TRAINER_DOCKERFILE)
+    build_path = cloud.write_spec(images.cloud_build(images.TRAINER_DOCKERFILE,
+                                                     config.image_uri),
                                   os.path.splitext(path)[0] + "-cloudbuild.json")
-    build_command = image_build_command(config, build_path)
+    build_command = images.cloud_build_command(config.project, build_path)
     print(f"{verb} build and push the trainer image ({build_path}):\n"
           f"  {shlex.join(build_command)}", flush=True)
+  folders = output_folders(config.output_dir)
   print(f"{verb} POST {request_url(config)}\nwith the CustomJob in {path}:\n"
-        f"{json.dumps(job, indent=2)}", flush=True)
+        f"{json.dumps(job, indent=2)}\n"
+        f"The model will be in {folders['model']}, checkpoints in {folders['checkpoints']}, "
+        f"TensorBoard logs in {folders['logs']}", flush=True)
   if dry_run:
     return path
   if build_image and subprocess.run(build_command, check=False, cwd=cloud.REPO_ROOT).returncode:
@@ -232,19 +284,19 @@ def launch(config: VertexConfig, dry_run: bool, build_image: bool = False,
 
 def define_flags() -> None:
   """Defines the command line, only when run as a program (no clash with the trainer's)."""
-  flags.DEFINE_string("project", None, "Google Cloud project. Default: "
-                      "$CLOUDSDK_CORE_PROJECT, $GOOGLE_CLOUD_PROJECT or gcloud's.")
-  flags.DEFINE_string("region", "us-central1", "Vertex AI region; keep it the buckets' region.")
+  cloud.define_common_flags("Vertex AI", JOB_NAME_PREFIX)
+  flags.DEFINE_alias("display_name", "job_name")
   flags.DEFINE_enum("mode", SINGLE, MODES, f"{SINGLE}: one machine, --strategy=mirrored; "
                     f"{MULTI_WORKER}: --replica_count machines, --strategy=multi_worker.")
   flags.DEFINE_integer("replica_count", None, f"Machines in all. Default: 1 for {SINGLE}, "
                        f"2 for {MULTI_WORKER}.", lower_bound=1)
   flags.DEFINE_string("records_dir", None, "gs:// folder of the records "
                       "(beam_jobs/build_records.py's output).", required=True)
-  flags.DEFINE_string("output_dir", None, "gs:// base output directory: model/, "
-                      "checkpoints/ and logs/ go under it.", required=True)
-  flags.DEFINE_string("image_uri", None, "Trainer image (launch/Dockerfile). Default: "
-                      "<region>-docker.pkg.dev/<project>/nima-tf/trainer:latest.")
+  flags.DEFINE_string("output_dir", None, "gs:// base output directory: the trainer writes "
+                      "model/, checkpoints/ and logs/ under it.", required=True)
+  flags.DEFINE_string("image_uri", None, f"Trainer image ({images.TRAINER_DOCKERFILE}). "
+                      "Default: <region>-docker.pkg.dev/<project>/nima-tf/trainer:<commit "
+                      "of this checkout>[-dirty].")
   flags.DEFINE_bool("build_image", False, "Build and push --image_uri with Cloud Build "
                     "before creating the job.")
   flags.DEFINE_string("machine_type", DEFAULT_MACHINE_TYPE, "Machine type of every replica.")
@@ -255,40 +307,45 @@ def define_flags() -> None:
   flags.DEFINE_integer("boot_disk_size_gb", 100, "SSD boot disk per replica.", lower_bound=1)
   flags.DEFINE_float("timeout_hours", 24.0, "Vertex stops the job after this long, which "
                      "bounds its cost.")
-  flags.DEFINE_string("service_account", None, "Service account the job runs as. "
-                      "Default: Vertex's.")
-  flags.DEFINE_string("display_name", None, f"Default: {JOB_NAME_PREFIX}-<UTC time>-"
-                      "<random>, unique per launch.")
-  flags.DEFINE_string("spec_out", None, "Where to write the CustomJob (JSON). Default: "
-                      "<temp dir>/nima_tf_launch/<display_name>.json.")
-  flags.DEFINE_bool("dry_run", False, "Print the request and write the specs; contact "
-                    "nothing.")
+  flags.DEFINE_enum("scheduling", "standard", list(SCHEDULING), "standard: on-demand "
+                    "machines; spot: Spot VMs (cheaper, can be preempted); flex_start: "
+                    "queued until the GPUs are free (Dynamic Workload Scheduler). After a "
+                    "preemption the trainer resumes from its last completed epoch.")
+  flags.DEFINE_float("max_wait_hours", None, "With --scheduling=flex_start: how long the "
+                     "job may wait for its machines. Default: Vertex's.")
+  flags.DEFINE_string("tensorboard", None, "Vertex TensorBoard instance (id or full name) "
+                      "to stream the logs to; needs --service_account.")
 
 
-def config_from_flags(train_args: Sequence[str]) -> VertexConfig:
+def config_from_flags(train_args: List[str]) -> VertexConfig:
   flag = flags.FLAGS
   project = cloud.resolve_project(flag.project)
   replicas = flag.replica_count or (2 if flag.mode == MULTI_WORKER else 1)
-  names = {"display_name": flag.display_name} if flag.display_name else {}
+  names = {"display_name": flag.job_name} if flag.job_name else {}
+  image_uri = flag.image_uri or default_image_uri(project, cloud.check_region(flag.region),
+                                                  cloud.source_version())
   return VertexConfig(
       project=project, region=flag.region, records_dir=flag.records_dir,
-      output_dir=flag.output_dir,
-      image_uri=flag.image_uri or default_image_uri(project, flag.region),
-      mode=flag.mode, replica_count=replicas, machine_type=flag.machine_type,
+      output_dir=flag.output_dir, image_uri=image_uri, mode=flag.mode,
+      replica_count=replicas, machine_type=flag.machine_type,
       accelerator_type=flag.accelerator_type, accelerator_count=flag.accelerator_count,
       boot_disk_size_gb=flag.boot_disk_size_gb, timeout_hours=flag.timeout_hours,
-      service_account=flag.service_account, train_args=tuple(train_args), **names)
+      scheduling=flag.scheduling, max_wait_hours=flag.max_wait_hours,
+      tensorboard=flag.tensorboard, service_account=flag.service_account,
+      train_args=tuple(train_args), **names)
 
 
 def main(argv: List[str]) -> None:
   try:
     config = config_from_flags(argv[1:])
     to_proto(custom_job(config))
+    if flags.FLAGS.build_image:
+      images.require_pinned_base(images.TRAINER_DOCKERFILE)
   except ValueError as error:
-    raise app.UsageError(str(error)) from None
+    cloud.usage_error(error)
   launch(config, flags.FLAGS.dry_run, flags.FLAGS.build_image, flags.FLAGS.spec_out)
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cloud.run(main)

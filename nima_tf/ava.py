@@ -4,12 +4,20 @@
 integer columns: index, image id, the counts of votes for scores 1..10, two
 semantic tag ids (0 = none) and a challenge id. Images live at
 `<images_dir>/<image_id>.jpg`.
+
+Rows are parsed strictly: ASCII decimal digits only (no sign, `1_000` or
+other scripts' digits), every value within int64 (the records' type), and
+at most `MAX_VOTES` votes in all. A text file as a whole (AVA.txt, the id
+lists) is checked by `check_text_lines` before any row is read: a
+byte-order mark, old-Mac line endings or bytes that are not UTF-8 are an
+error naming the file and line, not thousands of rejected rows.
 """
 
 import dataclasses
 import enum
 import json
 import os
+import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from nima_tf import ratings
@@ -22,6 +30,11 @@ TEST_LIST = os.path.join(LISTS_DIR, "generic_test.jpgl")
 TRAIN_LIST = os.path.join(LISTS_DIR, "generic_ls_train.jpgl")
 IMAGES_DIR = "images"
 NUM_COLUMNS = 15
+MAX_INT64 = 2**63 - 1
+# AVA's most rated photo has ~550 votes; far more is a corrupt row, not a photo.
+MAX_VOTES = 10**9
+_FIELD_SEPARATORS = re.compile(r"[ \t\r\n\v\f]+")
+_BYTE_ORDER_MARKS = {b"\xef\xbb\xbf": "UTF-8", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 
 
 class Reason(str, enum.Enum):
@@ -35,6 +48,7 @@ class Reason(str, enum.Enum):
   UNDECODABLE = "undecodable"
   TOO_SMALL = "too_small"
   TOO_LARGE = "too_large"
+  BLANK_IMAGE = "blank_image"
 
 
 class Rejected(Exception):
@@ -81,27 +95,47 @@ def image_path(images_dir: str, image_id: int) -> str:
   return os.path.join(images_dir, f"{image_id}.jpg")
 
 
+def _fields(line: str) -> List[str]:
+  """The columns of a line, split on ASCII whitespace only."""
+  return [field for field in _FIELD_SEPARATORS.split(line) if field]
+
+
+def parse_int64(field: str) -> int:
+  """A non-negative decimal integer of int64; ValueError otherwise.
+
+  ASCII digits only: no sign, no `_`, no other script's digits (all of which
+  `int` takes).
+  """
+  if not (field.isascii() and field.isdigit()):
+    raise ValueError(f"not a non-negative decimal integer: {field[:30]!r}")
+  digits = field.lstrip("0") or "0"
+  if len(digits) > len(str(MAX_INT64)) or int(digits) > MAX_INT64:
+    raise ValueError(f"over {MAX_INT64} (int64): {field[:30]!r}")
+  return int(digits)
+
+
 def guess_image_id(line: str) -> Optional[int]:
-  """The id column of a line, when it is readable, for reporting bad rows."""
-  fields = line.split()
-  if len(fields) >= 2 and fields[1].isdigit():
-    return int(fields[1])
-  return None
+  """The id column of a line, when it is a valid id, for reporting bad rows."""
+  fields = _fields(line)
+  try:
+    return parse_int64(fields[1]) if len(fields) >= 2 else None
+  except ValueError:
+    return None
 
 
 def parse_row(line: str) -> Row:
   """Parses and validates one line of AVA.txt; raises `Rejected` if it is bad."""
-  fields = line.split()
+  fields = _fields(line)
+  shown = repr(line.strip()[:200])
   if len(fields) != NUM_COLUMNS:
     raise Rejected(Reason.MALFORMED_ROW,
-                   f"expected {NUM_COLUMNS} columns, got {len(fields)}: {line.strip()[:200]!r}")
-  try:
-    values = [int(field) for field in fields]
-  except ValueError:
-    raise Rejected(Reason.MALFORMED_ROW,
-                   f"non-integer column: {line.strip()[:200]!r}") from None
-  if any(value < 0 for value in values):
-    raise Rejected(Reason.MALFORMED_ROW, f"negative value: {line.strip()[:200]!r}")
+                   f"expected {NUM_COLUMNS} columns, got {len(fields)}: {shown}")
+  values = []
+  for column, field in enumerate(fields, start=1):
+    try:
+      values.append(parse_int64(field))
+    except ValueError as error:
+      raise Rejected(Reason.MALFORMED_ROW, f"column {column}: {error}; row {shown}") from None
   row = Row(
       index=values[0],
       image_id=values[1],
@@ -111,6 +145,9 @@ def parse_row(line: str) -> Row:
   )
   if row.num_votes == 0:
     raise Rejected(Reason.NO_VOTES, "all ten vote counts are 0")
+  if row.num_votes > MAX_VOTES:
+    raise Rejected(Reason.MALFORMED_ROW,
+                   f"{row.num_votes} votes in all, over {MAX_VOTES}: {shown}")
   return row
 
 
@@ -133,13 +170,51 @@ def parse_names(lines: Iterable[str]) -> Dict[int, str]:
   return names
 
 
-def parse_id_list(lines: Iterable[str]) -> List[int]:
+def parse_id(line: str) -> int:
+  """The image id of a line of an id list; ValueError unless it is one (`parse_int64`)."""
+  fields = _fields(line)
+  if len(fields) != 1:
+    raise ValueError(f"not an image id: {line.strip()[:100]!r}")
+  try:
+    return parse_int64(fields[0])
+  except ValueError as error:
+    raise ValueError(f"not an image id ({error})") from None
+
+
+def parse_id_list(lines: Iterable[str], source: str = "an AVA id list") -> List[int]:
   """Image ids from (lines of) a `.jpgl` list: one integer per non-blank line."""
   ids = []
-  for line in lines:
+  for number, line in enumerate(lines, start=1):
     if line.strip():
       try:
-        ids.append(int(line))
-      except ValueError:
-        raise ValueError(f"not an image id in an AVA id list: {line.strip()[:100]!r}") from None
+        ids.append(parse_id(line))
+      except ValueError as error:
+        raise ValueError(f"{source}, line {number}: {error}") from None
   return ids
+
+
+def check_text_lines(path: str, lines: Iterable[bytes]) -> int:
+  """Checks the raw lines of an AVA text file; returns how many are not blank.
+
+  Raises ValueError naming the file and line for what would otherwise turn
+  into rejected rows or a crash further on: a byte-order mark, carriage
+  returns that end lines (old-Mac line endings), bytes that are not UTF-8.
+  """
+  count = 0
+  for number, line in enumerate(lines, start=1):
+    if number == 1:
+      for mark, encoding in _BYTE_ORDER_MARKS.items():
+        if line.startswith(mark):
+          raise ValueError(f"{path}, line 1: starts with a {encoding} byte-order mark; "
+                           "save it as plain text (ASCII or UTF-8) without one")
+    if b"\r" in line.rstrip(b"\n").rstrip(b"\r"):
+      raise ValueError(f"{path}, line {number}: lines end with a bare carriage return "
+                       "(old-Mac line endings); convert them to \\n, e.g. with "
+                       "`tr '\\r' '\\n'`")
+    try:
+      text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+      raise ValueError(f"{path}, line {number}: not UTF-8 text ({error.reason} at byte "
+                       f"{error.start} of the line)") from None
+    count += bool(text.strip())
+  return count

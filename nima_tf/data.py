@@ -1,34 +1,37 @@
 """The tf.data input pipeline: records on disk or gs:// -> batches for NIMA.
 
-`records.parse_example` is the parser; this module owns what surrounds it:
-reading, batching and the decoder. Serialized records are batched first;
-each batch is parsed with one op and its images decoded one by one inside
-one map (`decode_train_batch`, `decode_eval_batch`), so tf.data handles one
-element per batch instead of one per image (x1.14-1.31 in
-`benchmarks/input_variants.py`). The decoders:
+The words are those of tensorflow/models' official/vision: the decoder
+(`records.decode_example`) turns serialized records into named tensors; the
+parsers here turn those into model inputs. Serialized records are batched
+first; each batch is decoded with one op and its images parsed one by one
+inside one map (`parse_train_batch`, `parse_eval_batch`), so tf.data handles
+one element per batch instead of one per image (measured in BUILD_NOTES.md,
+"Input pipeline"). The parsers:
 
-* training (`decode_train`): a fused random crop of the stored JPEG
+* training (`parse_train`): a fused random crop of the stored JPEG
   (`tf.io.decode_and_crop_jpeg`, so only the crop is decoded) covering
   `CROP_FRACTION` of each side, resized to the model's input size when the
   two differ, and a random horizontal flip. At the default sizes (256 px
   stored, 224 px input) this is NIMA's augmentation exactly: a 224 x 224
   random crop of the 256 x 256 image, and no resize. Batches are uint8 (a
   resized crop is rounded to a whole level);
-* evaluation (`decode_eval`): the whole stored image resized to the input
+* evaluation (`parse_eval`): the whole stored image resized to the input
   size, NIMA's convention (the training crops see 7/8 of the image at the
   same scale). Batches are float32 in 0..255, keeping the resize's
   fractions.
 
 No preprocessing happens here: the model's first layer applies the base's
 own (`model.Preprocessing`), so the host only decodes, crops and flips, and
-sends a quarter of the bytes of float32 to the accelerator.
+sends uint8 batches to the accelerator.
 
 Training streams are endless (`repeat`), shuffled at two levels (the file
 list, then a record buffer), read with a parallel interleave over shards,
 batched with `drop_remainder`, and in non-deterministic order for speed.
-Evaluation streams are one pass, in a fixed order. A training
-stream is reproducible when `InputConfig.seed` is set: its augmentation draws
-from stateless random ops seeded per element, and its order is deterministic.
+Evaluation streams are one pass, in a fixed order, optionally with the image
+ids and limited to the first records: the one evaluation dataset of training,
+`evaluate` and `export`. A training stream is reproducible when
+`InputConfig.seed` is set: its augmentation draws from stateless random ops
+seeded per element, and its order is deterministic.
 
 Distribution: `make_dataset` with an `input_context` builds one input
 pipeline's share: its per-replica batches and its shard of the data, by file
@@ -114,9 +117,9 @@ def num_examples(records_dir: str, split: str,
                  samples_per_bin: Optional[int] = None) -> int:
   """Images in `split`: from `dataset_info.json`, or counted for a balanced subset."""
   if samples_per_bin is None:
-    return int(dataset_info.load(records_dir)["records_per_split"][split])
+    return int(dataset_info.read(records_dir)["records_per_split"][split])
   means = _read(list_shards(records_dir, split), shuffle=False, deterministic=False).map(
-      lambda serialized: records.parse_example(serialized)["mean"],
+      lambda serialized: records.decode_example(serialized)["mean"],
       num_parallel_calls=AUTOTUNE, deterministic=True)
   counts = means.reduce(tf.zeros([ratings.NUM_BINS], tf.int64),
                         lambda counts, mean: counts + tf.one_hot(
@@ -133,7 +136,7 @@ def take_per_bin(serialized: tf.data.Dataset, samples_per_bin: int) -> tf.data.D
   """The first `samples_per_bin` serialized records of each rating bin, in stream order."""
 
   def count(seen, one):
-    mean = records.parse_example(one)["mean"]
+    mean = records.decode_example(one)["mean"]
     one_hot = tf.one_hot(score_bin(mean), ratings.NUM_BINS, dtype=tf.int64)
     keep = tf.reduce_sum(seen * one_hot) < samples_per_bin
     return seen + one_hot, (keep, one)
@@ -156,7 +159,7 @@ def crop_window(height, width, image_size: int, seed):
   return tf.cast(tf.concat([offset, side], axis=0), tf.int32)
 
 
-def decode_train(features: dict, image_size: int, seed):
+def parse_train(features: dict, image_size: int, seed):
   """A random crop, resized to `image_size` if needed, randomly flipped: uint8."""
   crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   window = crop_window(features["height"], features["width"], image_size, crop_seed)
@@ -165,7 +168,7 @@ def decode_train(features: dict, image_size: int, seed):
   return tf.image.stateless_random_flip_left_right(image, flip_seed)
 
 
-def decode_eval(features: dict, image_size: int):
+def parse_eval(features: dict, image_size: int):
   """The whole stored image resized to `image_size`: float32 0..255, deterministic."""
   return _resize(tf.io.decode_jpeg(features["encoded"], channels=3), image_size)
 
@@ -186,22 +189,22 @@ def _resize(image, image_size: int, dtype: tf.DType = tf.float32):
   return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def decode_train_batch(features: dict, seeds, image_size: int):
+def parse_train_batch(features: dict, seeds, image_size: int):
   """A parsed batch and seeds (B, 2) -> uint8 crops (B, S, S, 3), histograms (B, 10).
 
-  `features` is `records.parse_example` of B records; `decode_train` image by image.
+  `features` is `records.decode_example` of B records; `parse_train` image by image.
   """
   images = tf.map_fn(
-      lambda args: decode_train(args[0], image_size, args[1]),
+      lambda args: parse_train(args[0], image_size, args[1]),
       ({key: features[key] for key in ("encoded", "height", "width")}, seeds),
       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
   return images, features["histogram"]
 
 
-def decode_eval_batch(features: dict, image_size: int):
+def parse_eval_batch(features: dict, image_size: int):
   """A parsed batch -> float32 images (B, S, S, 3) in 0..255, histograms (B, 10)."""
   images = tf.map_fn(
-      lambda encoded: decode_eval({"encoded": encoded}, image_size), features["encoded"],
+      lambda encoded: parse_eval({"encoded": encoded}, image_size), features["encoded"],
       fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
   return images, features["histogram"]
 
@@ -226,11 +229,14 @@ def _read(files: List[str], shuffle: bool, deterministic: bool, seed: Optional[i
 def make_dataset(records_dir: str, split: str, config: InputConfig,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  training: bool = False,
-                 drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+                 drop_remainder: Optional[bool] = None, limit: Optional[int] = None,
+                 with_ids: bool = False) -> tf.data.Dataset:
   """Batches of (images (B, S, S, 3), histograms (B, 10) float32) of a split.
 
   Images are RGB in 0..255, as the model takes them: uint8 for training,
-  float32 for evaluation (see the module docstring).
+  float32 for evaluation (see the module docstring). Evaluation only:
+  `limit` keeps the first `limit` records of the fixed order, and
+  `with_ids` adds the image ids (B,) int64 as a third element.
 
   With `input_context`, the batches are per replica and the data is this
   input pipeline's shard; without, the batches are global (and a strategy
@@ -238,6 +244,8 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
   never end; evaluation streams are one pass. `drop_remainder` defaults to
   `training` (TPUs need it for evaluation too).
   """
+  if training and (limit is not None or with_ids):
+    raise ValueError("limit and with_ids apply to evaluation streams only")
   files = list_shards(records_dir, split)
   context = input_context or tf.distribute.InputContext()
   pipelines = (context.num_input_pipelines, context.input_pipeline_id)
@@ -252,6 +260,8 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
   else:
     dataset = _read(files, shuffle=training, deterministic=ordered, seed=config.seed,
                     file_shard=pipelines if by_file else None)
+  if limit is not None:
+    dataset = dataset.take(limit)
   if pipelines[0] > 1 and not by_file:
     dataset = dataset.shard(*pipelines)
   if config.cache:
@@ -266,14 +276,18 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
     dataset = tf.data.Dataset.zip(dataset.batch(batch_size, drop_remainder),
                                   seeds.batch(batch_size, drop_remainder))
     dataset = dataset.map(
-        lambda serialized, batch_seeds: decode_train_batch(
-            records.parse_example(serialized), batch_seeds, config.image_size),
+        lambda serialized, batch_seeds: parse_train_batch(
+            records.decode_example(serialized), batch_seeds, config.image_size),
         num_parallel_calls=AUTOTUNE, deterministic=ordered)
   else:
+
+    def parse_eval_with_ids(serialized):
+      features = records.decode_example(serialized)
+      images, histograms = parse_eval_batch(features, config.image_size)
+      return (images, histograms, features["image_id"]) if with_ids else (images, histograms)
+
     dataset = dataset.batch(batch_size, drop_remainder).map(
-        lambda serialized: decode_eval_batch(records.parse_example(serialized),
-                                             config.image_size),
-        num_parallel_calls=AUTOTUNE, deterministic=True)
+        parse_eval_with_ids, num_parallel_calls=AUTOTUNE, deterministic=True)
   options = tf.data.Options()
   if input_context or balanced:
     options.experimental_distribute.auto_shard_policy = (

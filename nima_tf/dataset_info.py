@@ -3,17 +3,17 @@
 The Beam job accumulates `Summary` statistics per field with mergeable
 fixed-bin histograms (constant memory whatever the data size), and writes
 `dataset_info.json` last, as the marker of a complete build: readers call
-`load` and refuse a records folder without it.
+`read` and refuse a records folder without it.
 """
 
 import dataclasses
-import io
 import json
 import os
 from typing import Dict, List
 
 import numpy as np
 
+from nima_tf import figures
 from nima_tf import records
 
 # Field -> (low, high, number of bins) of its fixed histogram; values outside
@@ -147,7 +147,7 @@ def write(records_dir: str, info: dict) -> None:
     f.write(to_json(info))
 
 
-def load(records_dir: str) -> dict:
+def read(records_dir: str) -> dict:
   """The info of a complete build; a clear error if the build is missing or incomplete."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -166,10 +166,7 @@ def render_plots(summaries: Dict[str, dict]) -> Dict[str, bytes]:
   Only the bytes: the Beam job writes them through its own file systems, so
   that none of its processes imports TensorFlow.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-
+  plt = figures.pyplot()
   plots = {}
   for field, (filename, title) in PLOTS.items():
     summary = summaries[field]
@@ -183,9 +180,5 @@ def render_plots(summaries: Dict[str, dict]) -> Dict[str, bytes]:
                  label=f"mean {summary['mean']:.2f}")
     axes.set(title=f"{title} (n={summary['count']})", xlabel=field, ylabel="images")
     axes.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    plots[filename] = buffer.getvalue()
+    plots[filename] = figures.to_png(figure)
   return plots

@@ -17,9 +17,8 @@ mergeable (the job collects per shard and merges with a Beam combiner);
 keeps the eight scalar fields, the id, tags and challenge of every record in
 typed arrays (12 numbers, 96 bytes a record: ~25 MB for AVA's 255,530 rows),
 and images only for the 16 best, 16 worst and 16 random records (chosen by a
-hash of the id, so the same on every run). Figures are drawn on
-`matplotlib.figure.Figure` objects rendered by Agg, never through pyplot's
-global state.
+hash of the id, so the same on every run). Figures are drawn with
+matplotlib on the Agg backend (`nima_tf.figures`).
 """
 
 import array
@@ -40,6 +39,7 @@ import pandas as pd
 
 from nima_tf import ava
 from nima_tf import dataset_info
+from nima_tf import figures
 from nima_tf import ratings
 from nima_tf import records
 from nima_tf import splits
@@ -317,17 +317,9 @@ def anomalies(frame: pd.DataFrame, field: str) -> Anomalies:
 # ---------------------------------------------------------------- figures
 
 
-def figure_png(figure, dpi: int = 100) -> bytes:
-  """The PNG bytes of a matplotlib figure."""
-  buffer = io.BytesIO()
-  figure.savefig(buffer, format="png", dpi=dpi)
-  return buffer.getvalue()
-
-
 def _figure(**kwargs):
-  """A new figure, laid out by matplotlib's constrained layout, outside pyplot."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  return Figure(layout="constrained", **kwargs)
+  """A new figure on matplotlib's Agg backend."""
+  return figures.pyplot().figure(**kwargs)
 
 
 def _sentence_case(text: str) -> str:
@@ -349,9 +341,7 @@ def distribution_figure(values: np.ndarray, field: str) -> bytes:
   label = FIELDS[field]
   low, high = fences(values, WHISKER)
   figure = _figure(figsize=(9, 3.6))
-  grid = figure.add_gridspec(1, 2, width_ratios=(5, 1), wspace=0.05)
-  histogram = figure.add_subplot(grid[0])
-  box = figure.add_subplot(grid[1], sharey=histogram)
+  histogram, box = figure.subplots(1, 2, sharey=True, width_ratios=(5, 1))
   histogram.hist(values, bins=_bins(values, field), orientation="horizontal",
                  color="tab:blue", edgecolor="white", linewidth=0.3)
   box.boxplot(values, whis=WHISKER, widths=0.6, flierprops={"markersize": 2, "alpha": 0.4})
@@ -366,7 +356,7 @@ def distribution_figure(values: np.ndarray, field: str) -> bytes:
   figure.suptitle(f"{_sentence_case(label)} of {len(values):,} images: histogram and boxplot; "
                   f"red dashes: outlier cut-offs at 1.5 IQR ({outside:,} outside)",
                   fontsize=10)
-  return figure_png(figure)
+  return figures.to_png(figure)
 
 
 def _bins(values: np.ndarray, field: str):
@@ -394,8 +384,8 @@ def split_means_figure(frame: pd.DataFrame) -> bytes:
   axes.set(xlabel="mean rating (1-10)",
            ylabel="density (share of the split's images per rating point)",
            title="Distribution of the mean rating in each split (overlaid)")
-  axes.legend()
-  return figure_png(figure)
+  axes.legend(loc="upper left")
+  return figures.to_png(figure)
 
 
 def mean_sd_figure(frame: pd.DataFrame) -> bytes:
@@ -404,12 +394,12 @@ def mean_sd_figure(frame: pd.DataFrame) -> bytes:
   axes = figure.subplots()
   cells = axes.hexbin(frame["rating_mean"], frame["rating_std"], gridsize=45, bins="log",
                       mincnt=1, cmap="viridis")
-  figure.colorbar(cells, ax=axes, label="images per cell (log scale)")
+  figure.colorbar(cells, ax=axes, use_gridspec=True, label="images per cell (log scale)")
   correlation = frame["rating_mean"].corr(frame["rating_std"])
   axes.set(xlabel="mean rating", ylabel="standard deviation of the ratings",
            title=f"Mean rating against disagreement between voters "
                  f"(Pearson r = {correlation:.2f})")
-  return figure_png(figure)
+  return figures.to_png(figure)
 
 
 def contact_sheet(thumbnails: Sequence[Thumbnail], title: str, columns: int = 4,
@@ -460,8 +450,8 @@ def bins_figure(counts: np.ndarray, caps: Sequence[int]) -> bytes:
            ylabel="train images" + (" (log scale)" if log else ""),
            title="Train images per rating bin, and what --samples_per_bin would keep")
   if caps:
-    axes.legend(fontsize=8)
-  return figure_png(figure)
+    axes.legend(loc="upper right", fontsize=8)
+  return figures.to_png(figure)
 
 
 def anomalies_figure(frame: pd.DataFrame, found: Sequence[Anomalies]) -> bytes:
@@ -492,10 +482,10 @@ def anomalies_figure(frame: pd.DataFrame, found: Sequence[Anomalies]) -> bytes:
   _plain_log(scatter, "y")
   scatter.set(xlabel="width (pixels, log scale)", ylabel="height (pixels, log scale)",
               title="Original size of each image")
-  scatter.legend(fontsize=8)
+  scatter.legend(loc="upper left", fontsize=8)
   figure.suptitle("Technical anomalies: red dashes are the robust bounds "
                   f"(quartiles of log10 value ± {FAR_OUT:g} IQR)", fontsize=12)
-  return figure_png(figure)
+  return figures.to_png(figure)
 
 
 def _plain_log(axes, which: str) -> None:
@@ -525,7 +515,7 @@ def names_figure(tags: pd.DataFrame, challenges: pd.DataFrame) -> bytes:
                                     "(label: their mean rating)")
     axes.margins(x=0.2)
     axes.tick_params(axis="y", labelsize=8)
-  return figure_png(figure)
+  return figures.to_png(figure)
 
 
 # ---------------------------------------------------------------- the report
@@ -776,7 +766,7 @@ def read_build(records_dir: str) -> Collected:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tqdm  # pylint: disable=g-import-not-at-top
 
-  info = dataset_info.load(records_dir)
+  info = dataset_info.read(records_dir)
   collected = Collected()
   with tqdm.tqdm(total=info.get("records_written"), unit=" records", file=sys.stderr,
                  disable=None) as progress:
@@ -800,7 +790,7 @@ def read_sources(records_dir: str, ava_dir: Optional[str]) -> Sources:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   if ava_dir is None:
-    ava_dir = dataset_info.load(records_dir).get("source", {}).get("ava_dir")
+    ava_dir = dataset_info.read(records_dir).get("source", {}).get("ava_dir")
   if ava_dir is None or not tf.io.gfile.exists(os.path.join(ava_dir, ava.AVA_TXT)):
     print(f"warning: no {ava.AVA_TXT} in {ava_dir}: the report will have no sample rows and "
           "no tag or challenge names (pass --ava_dir)", file=sys.stderr)

@@ -4,10 +4,10 @@ r"""Scores every record of a split with a trained NIMA, and reports how well it 
   python -m nima_tf.evaluate --model_dir=gs://b/runs/1 [--records_dir=gs://b/records] \
       [--split=test] [--output_dir=...]
 
-Images are decoded as in evaluation during training (`data.decode_eval`: the
-whole stored image resized to the input size, no augmentation), so the
-figures are those `train` reports. Writes to `--output_dir` (default
-`<model_dir>/evaluation/<split>`):
+Images go through training's evaluation dataset (`data.make_dataset`,
+`data.parse_eval`: the whole stored image resized to the input size, no
+augmentation), so the figures are those `train` reports. Writes to
+`--output_dir` (default `<model_dir>/evaluation/<split>`):
 
 * `predictions.csv`: one row per image: `image_id`, `true_mean`, `true_std`,
   `pred_mean`, `pred_std`, then the distributions `true_p1..true_p10` and
@@ -21,7 +21,6 @@ figures are those `train` reports. Writes to `--output_dir` (default
 """
 
 import dataclasses
-import io
 import json
 import os
 from typing import Dict, List
@@ -34,11 +33,13 @@ import tensorflow as tf
 import tqdm
 
 from nima_tf import data
+from nima_tf import figures
 from nima_tf import metrics
 from nima_tf import ratings
 from nima_tf import records
+from nima_tf import sample
 from nima_tf import scoring
-from nima_tf import train
+from nima_tf import splits
 
 PREDICTIONS_FILE = "predictions.csv"
 METRICS_FILE = "metrics.json"
@@ -73,21 +74,18 @@ PUBLISHED = (
 
 def predict_records(scorer: scoring.Scorer, records_dir: str, split: str,
                     batch_size: int = 64) -> pd.DataFrame:
-  """Scores every record of `split`: the rows of `predictions.csv`, in file order."""
-  ids, true_dist, pred_dist = [], [], []
-  batches = scoring.record_pixels(records_dir, split, scorer.input_size, batch_size)
+  """Scores every record of `split`: the rows of `predictions.csv`, in the dataset's order."""
+  batches = data.make_dataset(records_dir, split, data.InputConfig(
+      image_size=scorer.input_size, global_batch_size=batch_size), with_ids=True)
   total = data.num_examples(records_dir, split)
+  if not total:
+    raise ValueError(f"the {split} split of {records_dir} holds no records")
   with tqdm.tqdm(total=total, unit="img", desc=f"Scoring {split}",
                  disable=total < batch_size) as progress:
-    for batch in batches:
-      pred_dist.append(scorer.compiled_scores(batch["pixels"])["distribution"].numpy())
-      true_dist.append(batch["histogram"].numpy())
-      ids.append(batch["image_id"].numpy())
-      progress.update(len(ids[-1]))
-  if not ids:
-    raise ValueError(f"the {split} split of {records_dir} holds no records")
-  return predictions_frame(np.concatenate(ids), np.concatenate(true_dist),
-                           np.concatenate(pred_dist))
+    predictions = scoring.predict_distributions(
+        lambda pixels: scorer.compiled_scores(pixels)["distribution"], batches,
+        on_batch=progress.update)
+  return predictions_frame(predictions.image_ids, predictions.true, predictions.pred)
 
 
 def predictions_frame(image_ids, true_dist, pred_dist) -> pd.DataFrame:
@@ -150,19 +148,12 @@ class ReportContext:
 
 def _figures(predictions: pd.DataFrame, by_bin: pd.DataFrame, summary: dict) -> Dict[str, bytes]:
   """The report's PNG figures, by file name."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-
+  plt = figures.pyplot()
   true_mean, pred_mean = predictions["true_mean"], predictions["pred_mean"]
-  figures = {}
+  pngs = {}
 
   def save(name, figure):
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    figures[name] = buffer.getvalue()
+    pngs[name] = figures.to_png(figure)
 
   figure, axes = plt.subplots(figsize=(6, 4))
   edges = np.linspace(1, 10, 37)
@@ -196,7 +187,7 @@ def _figures(predictions: pd.DataFrame, by_bin: pd.DataFrame, summary: dict) -> 
            title="Accuracy by true score")
   axes.legend(loc="upper left")
   save(BINS_FIGURE, figure)
-  return figures
+  return pngs
 
 
 def _number(value: float, percent: bool = False) -> str:
@@ -299,10 +290,10 @@ def define_flags() -> None:
   """The command line; `main` needs it, importers (tests, other tools) do not."""
   flags.DEFINE_string(
       "model_dir", None, "Output folder of `python -m nima_tf.train`, or a .keras file "
-      "(local or gs://). Default: the sample's run, " + train.sample_output_dir())
+      "(local or gs://). Default: the sample's run, " + sample.output_dir())
   flags.DEFINE_string("records_dir", None,
                       "Records folder. Default: the records the model was trained on.")
-  flags.DEFINE_enum("split", records.SPLITS[2], records.SPLITS, "Split to score.")
+  flags.DEFINE_enum("split", splits.TEST, records.SPLITS, "Split to score.")
   flags.DEFINE_string("output_dir", None,
                       "Where results go. Default: <model_dir>/evaluation/<split>.")
   flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
@@ -313,7 +304,7 @@ def main(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   values = flags.FLAGS
   try:
-    scorer = scoring.load(values.model_dir or train.sample_output_dir())
+    scorer = scoring.load(values.model_dir or sample.output_dir())
     records_dir = scoring.records_dir_of(scorer, values.records_dir)
   except (FileNotFoundError, ValueError) as error:
     raise app.UsageError(str(error)) from None
@@ -325,6 +316,11 @@ def main(argv: List[str]) -> None:
   print(f"Predictions, metrics and report in {output_dir}", flush=True)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-evaluate` command: `main` with this module's flags."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

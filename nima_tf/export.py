@@ -36,9 +36,11 @@ import numpy as np
 import scipy.stats
 import tensorflow as tf
 
-from nima_tf import records
+from nima_tf import data
+from nima_tf import ratings
+from nima_tf import sample
 from nima_tf import scoring
-from nima_tf import train
+from nima_tf import splits
 
 SAVED_MODEL = "saved_model"
 TFLITE = "tflite"
@@ -114,25 +116,31 @@ def tflite_scores(model: bytes, batches: Iterable[np.ndarray]) -> dict:
 def representative_pixels(records_dir: str, input_size: int,
                           count: int = REPRESENTATIVE_IMAGES) -> np.ndarray:
   """The first `count` training records as model-input pixels, to calibrate int8."""
-  batches = scoring.record_pixels(records_dir, records.SPLITS[0], input_size, BATCH_SIZE,
-                                  limit=count)
-  return np.concatenate([batch["pixels"].numpy() for batch in batches])
+  batches = data.make_dataset(records_dir, splits.TRAIN, data.InputConfig(
+      image_size=input_size, global_batch_size=BATCH_SIZE), limit=count)
+  return np.concatenate([images.numpy() for images, _ in batches])
 
 
 def agreement(scorer: scoring.Scorer, model: bytes, records_dir: str,
-              split: str = records.SPLITS[2]) -> dict:
+              split: str = splits.TEST) -> dict:
   """How the TFLite model's mean scores match the Keras model's on a split's records.
 
   Returns `count`, `srcc_mean` (Spearman correlation of the mean scores),
   `max_abs_diff_mean` and `mean_abs_diff_mean` (their largest and average
   absolute difference), with the records and split.
   """
-  pixels = [batch["pixels"].numpy() for batch in scoring.record_pixels(
-      records_dir, split, scorer.input_size, BATCH_SIZE)]
-  if not pixels:
+  pixels = []
+
+  def keras_distributions(images):
+    pixels.append(images.numpy())
+    return scorer.compiled_scores(images)["distribution"]
+
+  batches = data.make_dataset(records_dir, split, data.InputConfig(
+      image_size=scorer.input_size, global_batch_size=BATCH_SIZE))
+  keras_mean = ratings.mean_score(
+      scoring.predict_distributions(keras_distributions, batches).pred)
+  if not len(keras_mean):
     raise ValueError(f"the {split} split of {records_dir} holds no records")
-  keras_mean = np.concatenate([scorer.compiled_scores(batch)["mean"].numpy()
-                               for batch in pixels])
   tflite_mean = tflite_scores(model, pixels)["mean"]
   difference = np.abs(tflite_mean.astype(np.float64) - keras_mean)
   return {
@@ -176,7 +184,7 @@ def define_flags() -> None:
   """The command line; `main` needs it, importers (tests, other tools) do not."""
   flags.DEFINE_string("model_dir", None, "Output folder of `python -m nima_tf.train`, or a "
                       ".keras file (local or gs://). Default: the sample's run, "
-                      + train.sample_output_dir())
+                      + sample.output_dir())
   flags.DEFINE_enum("format", SAVED_MODEL, FORMATS, "What to export.")
   flags.DEFINE_enum("quantize", None, QUANTIZATIONS, "TFLite only: float16 weights, or int8 "
                     "weights and activations. Default: float32.")
@@ -196,7 +204,7 @@ def main(argv: List[str]) -> None:
   if values.quantize and values.format != TFLITE:
     raise app.UsageError("--quantize applies to --format=tflite only")
   try:
-    scorer = scoring.load(values.model_dir or train.sample_output_dir())
+    scorer = scoring.load(values.model_dir or sample.output_dir())
     records_dir = (scoring.records_dir_of(scorer, values.records_dir)
                    if values.format == TFLITE else None)
   except (FileNotFoundError, ValueError) as error:
@@ -215,6 +223,11 @@ def main(argv: List[str]) -> None:
         f"(agreement in {output + AGREEMENT_SUFFIX})", flush=True)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-export` command: `main` with this module's flags."""
   define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

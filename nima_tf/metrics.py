@@ -9,8 +9,8 @@ Two layers share one definition of every quantity:
   (LCC) of mean scores and of standard deviations. LCC is kept as running
   sums, which Keras aggregates across replicas (metric variables are summed on
   read), so it is exact under `tf.distribute`. Spearman's correlation (SRCC)
-  needs every value at once, so `RankCorrelationCallback` computes it at the
-  end of an epoch over a validation set, only as often as asked.
+  needs every value at once, so `callbacks.RankCorrelationCallback` computes
+  it at the end of an epoch over a validation set, only as often as asked.
 
 Binary accuracy follows AVA (Murray et al., 2012) and NIMA: a photo is "high
 quality" when its mean score is >= 5, so a mean of exactly 5.0 is high quality.
@@ -167,41 +167,3 @@ def training_metrics() -> list:
   """The metrics to compile NIMA with: EMD, accuracy, LCC of means and of stds."""
   return [EarthMoversDistanceMetric(), MeanScoreAccuracy(),
           PearsonCorrelation("mean"), PearsonCorrelation("std")]
-
-
-class RankCorrelationCallback(keras.callbacks.Callback):
-  """Adds `<prefix>srcc_mean` and `<prefix>srcc_std` to the epoch logs.
-
-  Predicts `dataset` (batches of (images, distributions)) in one pass, on one
-  device, every `every_n_epochs` epochs. List it before callbacks that
-  monitor these keys (checkpoints, early stopping): they read the same logs.
-  """
-
-  def __init__(self, dataset, every_n_epochs: int = 1, prefix: str = "val_"):
-    super().__init__()
-    if every_n_epochs < 1:
-      raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
-    self.dataset = dataset
-    self.every_n_epochs = every_n_epochs
-    self.prefix = prefix
-    self._forward = None
-
-  def on_train_begin(self, logs=None):
-    # Traced once per training run, not once per epoch.
-    self._forward = tf.function(self._predict, reduce_retracing=True)
-
-  def _predict(self, images):
-    return self.model(images, training=False)
-
-  def on_epoch_end(self, epoch, logs=None):
-    if (epoch + 1) % self.every_n_epochs:
-      return
-    forward = self._forward or self._predict
-    true_dist, pred_dist = [], []
-    for images, distributions in self.dataset:
-      pred_dist.append(forward(images).numpy())
-      true_dist.append(np.asarray(distributions))
-    scores = summarize(np.concatenate(true_dist), np.concatenate(pred_dist))
-    if logs is not None:
-      for key in ("srcc_mean", "srcc_std"):
-        logs[self.prefix + key] = scores[key]

@@ -7,9 +7,9 @@ float32) -> rating distribution.
 Every model built here takes RGB pixels in 0..255, uint8 or float: the base
 family's own `keras.applications.<family>.preprocess_input` is the model's
 first layer (`Preprocessing`), not a step of the input pipeline. The input
-pipeline then hands over uint8 batches, a quarter of the bytes of float32
-from host to accelerator, and the float arithmetic of preprocessing runs on
-the accelerator instead of the host's CPU. MobileNetV3 and EfficientNet rescale
+pipeline then hands over uint8 batches, and the float arithmetic of
+preprocessing runs on the accelerator instead of the host's CPU (the gain is
+measured in BUILD_NOTES.md). MobileNetV3 and EfficientNet rescale
 (and, for EfficientNet, normalize) inside their Keras models, so for them the
 layer is the identity.
 
@@ -19,20 +19,22 @@ mixed precision.
 """
 
 import dataclasses
-import os
-import tempfile
 from typing import Callable
 
 import keras
 import tensorflow as tf
 
+from nima_tf import config as config_lib
+from nima_tf import losses
+from nima_tf import metrics
 from nima_tf import ratings
+from nima_tf import run_dir
 
 BASE_LAYER = "base"
 PREPROCESSING_LAYER = "preprocessing"
-WEIGHTS_SUFFIX = ".weights.h5"
-IMAGENET = "imagenet"
-NO_WEIGHTS = "none"
+WEIGHTS_SUFFIX = run_dir.WEIGHTS_SUFFIX
+IMAGENET = config_lib.IMAGENET
+NO_WEIGHTS = config_lib.NO_WEIGHTS
 # A NIMA model is named MODEL_NAME_PREFIX + backbone, so a saved one says its base.
 MODEL_NAME_PREFIX = "nima_"
 
@@ -173,19 +175,13 @@ def _build_base(config: ModelConfig, backbone: Backbone) -> keras.Model:
 
 
 def _load_weights(model: keras.Model, path: str) -> None:
-  """Loads a `.weights.h5` file, copying a remote (gs://) one to a temp file."""
+  """Loads a `.weights.h5` file, local or remote (gs://)."""
   if not path.endswith(WEIGHTS_SUFFIX):
     raise ValueError(f"weights must be {IMAGENET!r}, {NO_WEIGHTS!r} or a path "
                      f"ending in {WEIGHTS_SUFFIX}; got {path!r}")
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"weights file not found: {path}")
-  if "://" not in path:
-    model.load_weights(path)
-    return
-  with tempfile.TemporaryDirectory() as temp_dir:
-    local = os.path.join(temp_dir, os.path.basename(path))
-    tf.io.gfile.copy(path, local)
-    model.load_weights(local)
+  run_dir.load_weights(model, path)
 
 
 def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
@@ -217,6 +213,28 @@ def set_base_trainable(model: keras.Model, trainable: bool) -> None:
   the model again after calling this, for the change to reach training.
   """
   model.get_layer(BASE_LAYER).trainable = trainable
+
+
+def training_model(config: ModelConfig, train_base: bool, optimizer: str = "adam",
+                   learning_rate: float = 1e-3, decay: float = 0.0) -> keras.Model:
+  """NIMA compiled for one phase of training; call it under the strategy's scope.
+
+  The base is frozen unless `train_base`. The loss is the EMD, the metrics
+  `metrics.training_metrics()`; the optimizer is Adam (idealo's port) or SGD
+  with momentum 0.9 (the NIMA paper), its learning rate decayed per step as
+  Keras 2's `decay` did (`InverseTimeDecay`).
+  """
+  if optimizer not in config_lib.OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {config_lib.OPTIMIZERS}")
+  model = build_model(config)
+  set_base_trainable(model, train_base)
+  if decay:
+    learning_rate = keras.optimizers.schedules.InverseTimeDecay(
+        learning_rate, decay_steps=1, decay_rate=decay)
+  model.compile(optimizer=(keras.optimizers.SGD(learning_rate, momentum=0.9)
+                           if optimizer == "sgd" else keras.optimizers.Adam(learning_rate)),
+                loss=losses.EarthMoversDistance(), metrics=metrics.training_metrics())
+  return model
 
 
 def backbone_of(nima: keras.Model) -> str:

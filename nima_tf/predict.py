@@ -2,13 +2,17 @@ r"""Scores photos with a trained NIMA: files, folders, globs, local or gs://.
 
   python -m nima_tf.predict photos/ [--model=runs/1] [--sort]          # table on stdout
   python -m nima_tf.predict 'gs://b/rooms/*.jpg' --output=scores.csv   # or scores.json
+  python -m nima_tf.predict photos/ --html=gallery.html               # a page of photos
 
-Each PATH is a file, a folder (every file under it, recursively), or a
-glob; hidden files (names starting with ".") in folders and glob matches
-are skipped, as shells do. Any format Pillow reads is scored, whatever its
-extension, exactly as the data job prepares AVA's photos
-(`imaging.open_image`, `decode_rgb` with the EXIF orientation applied,
-`resize` to the stored size), then as evaluation does (`scoring.Scorer`).
+Each PATH is a file, a folder (every file under it, recursively, following
+symbolic links but walking each real folder once), or a glob; hidden files
+(names starting with ".") in folders and glob matches are skipped, as
+shells do. A file is scored once however many names lead to it. Any format
+Pillow reads is scored, whatever its extension, exactly as the data job
+prepares AVA's photos: read within `--max_file_bytes` (regular files only,
+`image_files`), then `imaging.decode` (validated, strictly decoded, EXIF
+orientation applied, resized to the stored size), then as evaluation does
+(`scoring.Scorer`).
 Files are decoded in parallel threads and scored in batches, with a
 progress bar on large inputs.
 
@@ -18,10 +22,12 @@ a table on stdout. `--output=X.csv`: columns `path, mean, std, p1..p10`, and
 `X.errors.csv` beside it (`path, reason, detail`, header only when all were
 scored). `--output=X.json`: `{"model", "scores": [{path, mean, std,
 distribution}], "errors": [{path, reason, detail}]}`.
+`--html=X.html`: a self-contained page of the photos ranked by mean score,
+with their distributions and the failures (`nima_tf.gallery`).
 
 A file that cannot be scored is reported on stderr with its reason
 (`missing_image`, `unreadable`, `empty_file`, `undecodable`, `too_small`,
-`too_large`) and the others are still scored. Exit status: 0 when every
+`too_large`, `blank_image`) and the others are still scored. Exit status: 0 when every
 file was scored, 1 when some were not, 2 on a usage error (bad flags, no
 model, nothing to score).
 """
@@ -41,16 +47,19 @@ import tensorflow as tf
 import tqdm
 
 from nima_tf import ava
+from nima_tf import cli
+from nima_tf import gallery
+from nima_tf import image_files
 from nima_tf import imaging
 from nima_tf import ratings
+from nima_tf import sample
 from nima_tf import scoring
-from nima_tf import train
 
 UNREADABLE = "unreadable"
 GLOB_CHARACTERS = "*?["
 PROGRESS_MIN_FILES = 100
-SOME_FAILED = 1
-USAGE_ERROR = 2
+SOME_FAILED = cli.SOME_FAILED
+USAGE_ERROR = cli.USAGE_ERROR
 FORMATS = (".csv", ".json")
 DISTRIBUTION_COLUMNS = [f"p{score}" for score in range(1, ratings.NUM_BINS + 1)]
 
@@ -78,11 +87,43 @@ def _is_hidden(path: str, top: str) -> bool:
   return any(part.startswith(".") for part in os.path.relpath(path, top).split(os.sep))
 
 
+def _walk_local(folder: str) -> Iterable[Tuple[str, List[str]]]:
+  """(folder, file names) under a local folder, following links, each real folder once.
+
+  A folder is known by its (device, inode), so a link back up the tree is a
+  folder already seen, not a cycle. Real subfolders are walked before links,
+  so files keep their real path where the tree has one.
+  """
+  seen = set()
+  for root, folders, names in os.walk(folder, followlinks=True):
+    status = os.stat(root)
+    if (status.st_dev, status.st_ino) in seen:
+      folders.clear()
+      continue
+    seen.add((status.st_dev, status.st_ino))
+    folders.sort(key=lambda name: (os.path.islink(os.path.join(root, name)), name))
+    yield root, names
+
+
 def _files_under(folder: str) -> List[str]:
   """Every non-hidden file under `folder`, recursively, sorted."""
-  files = [os.path.join(root, name)
-           for root, _, names in tf.io.gfile.walk(folder) for name in names]
+  if image_files.is_local(folder):
+    walk = _walk_local(folder)
+  else:
+    walk = ((root, names) for root, _, names in tf.io.gfile.walk(folder))
+  files = [os.path.join(root, name) for root, names in walk for name in names]
   return sorted(path for path in files if not _is_hidden(path, folder))
+
+
+def _once(paths: Iterable[str]) -> List[str]:
+  """`paths` without repeats: of local files, the first name of each real file."""
+  seen, kept = set(), []
+  for path in paths:
+    key = os.path.realpath(path) if image_files.is_local(path) else path
+    if key not in seen:
+      seen.add(key)
+      kept.append(path)
+  return kept
 
 
 def expand(patterns: Sequence[str]) -> Tuple[List[str], List[Failure]]:
@@ -104,31 +145,37 @@ def expand(patterns: Sequence[str]) -> Tuple[List[str], List[Failure]]:
     if not found:
       failures.append(Failure(pattern, ava.Reason.MISSING_IMAGE.value, "matches no file"))
     paths.extend(found)
-  return list(dict.fromkeys(paths)), failures
+  return _once(paths), failures
 
 
-def decode(data: bytes, stored_size: int) -> np.ndarray:
+def decode(data: bytes, stored_size: int,
+           limits: imaging.ImageLimits = imaging.ImageLimits()) -> np.ndarray:
   """Image file bytes -> upright RGB uint8 (stored_size, stored_size, 3), as the data job does.
 
   Raises `ava.Rejected` for what the data job rejects.
   """
-  image = imaging.decode_rgb(imaging.open_image(data), draft_size=stored_size)
-  return np.asarray(imaging.resize(image, stored_size))
+  return np.asarray(imaging.decode(data, stored_size, limits).image)
 
 
-def load(path: str, stored_size: int) -> Union[np.ndarray, Failure]:
+def read(path: str, max_bytes: int) -> bytes:
+  """The bytes of a file, local or remote, within `max_bytes` (`image_files`)."""
+  if image_files.is_local(path):
+    return image_files.read_local(path, max_bytes)
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return image_files.read_at_most(f, path, max_bytes)
+
+
+def read_image(path: str, stored_size: int,
+         limits: imaging.ImageLimits = imaging.ImageLimits()) -> Union[np.ndarray, Failure]:
   """The decoded image of a file, or the `Failure` that stops it."""
   try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      data = f.read()
+    return decode(read(path, limits.max_file_bytes), stored_size, limits)
+  except ava.Rejected as rejected:
+    return Failure(path, rejected.reason.value, rejected.detail)
   except tf.errors.NotFoundError as error:
     return Failure(path, ava.Reason.MISSING_IMAGE.value, error.message)
   except (tf.errors.OpError, OSError) as error:
     return Failure(path, UNREADABLE, getattr(error, "message", None) or str(error))
-  try:
-    return decode(data, stored_size)
-  except ava.Rejected as rejected:
-    return Failure(path, rejected.reason.value, rejected.detail)
 
 
 def _batches(items: Sequence, size: int) -> List[Sequence]:
@@ -136,18 +183,20 @@ def _batches(items: Sequence, size: int) -> List[Sequence]:
 
 
 def score_files(scorer: scoring.Scorer, paths: Sequence[str], batch_size: int = 32,
-                threads: int = 0) -> Tuple[List[Score], List[Failure]]:
+                threads: int = 0, limits: imaging.ImageLimits = imaging.ImageLimits()
+                ) -> Tuple[List[Score], List[Failure]]:
   """Scores files in input order; returns their scores and the files that failed.
 
   Files are read and decoded by `threads` threads (default: one per CPU),
-  one batch ahead of the model.
+  one batch ahead of the model, within `limits`.
   """
   scores, failures = [], []
   batches = _batches(list(paths), batch_size)
   with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool, tqdm.tqdm(
       total=len(paths), unit="img", file=sys.stderr,
       disable=len(paths) < PROGRESS_MIN_FILES) as progress:
-    submit = lambda batch: [pool.submit(load, path, scorer.stored_size) for path in batch]
+    submit = lambda batch: [pool.submit(read_image, path, scorer.stored_size, limits)
+                            for path in batch]
     pending = submit(batches[0]) if batches else []
     for index, batch in enumerate(batches):
       loading, pending = pending, submit(batches[index + 1]) if index + 1 < len(batches) else []
@@ -233,21 +282,15 @@ def define_flags() -> None:
   """The command line; `main` needs it, importers (tests, other tools) do not."""
   flags.DEFINE_string("model", None, "Output folder of `python -m nima_tf.train`, or a .keras "
                       "file (local or gs://). Default: the sample's run, "
-                      + train.sample_output_dir())
+                      + sample.output_dir())
   flags.DEFINE_string("output", None, "Write scores to this .csv or .json file (local or "
                       "gs://) instead of printing a table.")
   flags.DEFINE_bool("sort", False, "Rank the images best first.")
+  flags.DEFINE_string("html", None, "Also write a gallery of the photos ranked by score, "
+                      "with the failures, to this self-contained HTML file (local or gs://).")
   flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
-
-
-def parse_flags(argv: List[str]) -> List[str]:
-  """absl's parsing, exiting with status 2 (a usage error) on bad flags."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    print(f"FATAL Flags parsing error: {error}\nPass --helpfull to see help on flags.",
-          file=sys.stderr)
-    sys.exit(USAGE_ERROR)
+  flags.DEFINE_integer("max_file_bytes", imaging.DEFAULT_MAX_FILE_BYTES, "Files with more "
+                       "bytes are not read (too_large).", lower_bound=1)
 
 
 def main(argv: List[str]) -> int:
@@ -257,13 +300,15 @@ def main(argv: List[str]) -> int:
   if values.output and os.path.splitext(values.output)[1].lower() not in FORMATS:
     raise app.UsageError(f"--output must end in one of {FORMATS}", USAGE_ERROR)
   try:
-    scorer = scoring.load(values.model or train.sample_output_dir())
+    scorer = scoring.load(values.model or sample.output_dir())
   except (FileNotFoundError, ValueError) as error:
     raise app.UsageError(str(error), USAGE_ERROR) from None
   paths, failures = expand(argv[1:])
   if not paths and not failures:
     raise app.UsageError("no files to score", USAGE_ERROR)
-  scores, unscored = score_files(scorer, paths, values.batch_size)
+  scores, unscored = score_files(
+      scorer, paths, values.batch_size,
+      limits=imaging.ImageLimits(max_file_bytes=values.max_file_bytes))
   failures += unscored
   if values.sort:
     scores = best_first(scores)
@@ -274,10 +319,18 @@ def main(argv: List[str]) -> int:
     print(f"Wrote {', '.join(written)}", file=sys.stderr)
   else:
     print(table(scores))
+  if values.html:
+    gallery.write(values.html, scores, failures, gallery.model_description(scorer))
+    print(f"Wrote {values.html}", file=sys.stderr)
   print(f"{len(scores)} image(s) scored, {len(failures)} failed", file=sys.stderr, flush=True)
   return SOME_FAILED if failures else 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-predict` command: `main` with this module's flags."""
   define_flags()
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+  run()

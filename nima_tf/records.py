@@ -1,13 +1,14 @@
 """The TFRecord schema of nima_tf: the one place that names a feature key.
 
-The Beam job writes records with `serialize`; the input pipeline parses them
-with `parse_example`; tools and tests read them back with `deserialize`. File
-names of shards and of the data set description live here too, so that the
-writer and every reader agree on them.
+The Beam job writes records with `serialize`; the input pipeline decodes them
+with `decode_example` (the decoder, in the words of tensorflow/models'
+official/vision: serialized record -> named tensors); tools and tests read
+them back with `deserialize`. File names of shards and of the data set
+description live here too, so that the writer and every reader agree on them.
 
 Records are written and read back as bytes with `nima_tf.protos.example_pb2`,
 our wire-compatible copy of `tf.train.Example`, so that the Beam workers never
-import TensorFlow; only the parser of the input pipeline (and the readers of
+import TensorFlow; only the decoder of the input pipeline (and the readers of
 files) need it, and import it lazily.
 """
 
@@ -18,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from nima_tf import ava
+from nima_tf import imaging
 from nima_tf import ratings
 from nima_tf import splits
 from nima_tf.protos import example_pb2
@@ -59,6 +62,14 @@ class Record:
   tags: Sequence[int] = (0, 0)
   challenge: int = 0
   format: str = "jpeg"
+
+  @classmethod
+  def from_image(cls, row: ava.Row, image: imaging.ProcessedImage) -> "Record":
+    """The record of an AVA row and its processed image (`imaging.process`)."""
+    return cls(image_id=row.image_id, encoded=image.encoded, height=image.height,
+               width=image.width, original_height=image.original_height,
+               original_width=image.original_width, original_bytes=image.original_bytes,
+               counts=row.counts, tags=row.tags, challenge=row.challenge)
 
   @functools.cached_property
   def histogram(self) -> np.ndarray:
@@ -147,10 +158,10 @@ def feature_spec() -> dict:
   }
 
 
-def parse_example(serialized):
-  """Parses serialized examples (a scalar or a batch) into named tensors.
+def decode_example(serialized):
+  """Decodes serialized examples (a scalar or a batch) into named tensors.
 
-  Returns a dict with short keys, the parser half of the input pipeline:
+  Returns a dict with short keys, the decoder of the input pipeline:
   `encoded`, `image_id`, `height`, `width`, `histogram`, `mean`, `std`,
   `num_votes`, `counts`, `tags`, `challenge`.
   """

@@ -8,27 +8,30 @@ two sizes before the model, which applies the base's preprocessing itself:
    it (`imaging.process`), `predict` does the same to files with Pillow
    (`imaging.resize`), and the SavedModel in its graph (`decode_to_stored`);
 2. the model's *input* size: the stored image resized as evaluation does
-   (`data.decode_eval`; `to_input_size` here for images already decoded).
+   (`data.parse_eval`; `to_input_size` here for images already decoded).
 
 `Scorer.scores` takes float32 pixels in 0..255 at the input size and returns
 the rating distribution with its mean score and standard deviation.
+`predict_distributions` runs a model over the batches of an evaluation
+dataset (`data.make_dataset`): training's validation and test metrics,
+`evaluate` and `export` all predict through it.
 """
 
 import dataclasses
 import functools
 import os
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from nima_tf import data
 from nima_tf import dataset_info
 from nima_tf import imaging
 from nima_tf import metrics
 from nima_tf import model as model_lib
-from nima_tf import records
-from nima_tf import train
+from nima_tf import ratings
+from nima_tf import run_dir as run_dir_lib
 
 MODEL_SUFFIX = ".keras"
 _DRAFT_RATIOS = (1, 2, 4, 8)
@@ -96,7 +99,7 @@ class Scorer:
 def to_input_size(images, input_size: int):
   """Images (..., h, w, 3) -> float32 pixels (..., input_size, input_size, 3).
 
-  The resize of evaluation (`data.decode_eval`): bilinear, whole image.
+  The resize of evaluation (`data.parse_eval`): bilinear, whole image.
   """
   return tf.image.resize(images, [input_size, input_size])
 
@@ -132,31 +135,44 @@ def _decode_jpeg_draft(encoded, draft_size: int):
                         dct_method="INTEGER_ACCURATE") for ratio in _DRAFT_RATIOS])
 
 
-def record_pixels(records_dir: str, split: str, input_size: int, batch_size: int,
-                  limit: Optional[int] = None) -> tf.data.Dataset:
-  """Batches of a split's records as model inputs, in file order, one pass.
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+  """True and predicted distributions (N, 10) of a dataset, with image ids when it has them."""
 
-  Each batch is a dict: `pixels` (B, S, S, 3) float32 in 0..255, decoded as
-  evaluation does (`data.decode_eval`), `image_id` (B,) and `histogram`
-  (B, 10). `limit` keeps the first records only.
+  true: np.ndarray
+  pred: np.ndarray
+  image_ids: Optional[np.ndarray] = None
+
+
+def inference_function(model: keras.Model) -> Callable:
+  """`model` in inference mode as a graph function of image batches of any size."""
+  return tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
+
+def predict_distributions(forward: Callable, batches: Iterable,
+                          on_batch: Optional[Callable[[int], None]] = None) -> Predictions:
+  """Runs `forward` (images -> distributions) over batches of (images, histograms[, ids]).
+
+  `on_batch` is called with the size of every batch (progress bars). No
+  batches give empty arrays.
   """
-  files = data.list_shards(records_dir, split)
-  dataset = tf.data.TFRecordDataset(files).map(records.parse_example)
-  if limit is not None:
-    dataset = dataset.take(limit)
-  dataset = dataset.map(
-      lambda features: {"pixels": data.decode_eval(features, input_size),
-                        "image_id": features["image_id"],
-                        "histogram": features["histogram"]},
-      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  true_dist, pred_dist, ids = [], [], []
+  for images, histograms, *image_ids in batches:
+    pred_dist.append(np.asarray(forward(images)))
+    true_dist.append(np.asarray(histograms))
+    ids.extend(np.asarray(batch_ids) for batch_ids in image_ids)
+    if on_batch:
+      on_batch(len(true_dist[-1]))
+  empty = [np.zeros((0, ratings.NUM_BINS), np.float32)]
+  return Predictions(np.concatenate(true_dist or empty), np.concatenate(pred_dist or empty),
+                     np.concatenate(ids) if ids else None)
 
 
 def model_file(path: str) -> str:
   """The `.keras` file of a training run folder, or `path` itself if it is one."""
   if path.endswith(MODEL_SUFFIX):
     return path
-  return os.path.join(path, train.MODEL_FILE)
+  return os.path.join(path, run_dir_lib.MODEL_FILE)
 
 
 def load(path: str) -> Scorer:
@@ -173,30 +189,31 @@ def load(path: str) -> Scorer:
     raise FileNotFoundError(
         f"no trained model at {keras_file}: pass the --output_dir of "
         f"`python -m nima_tf.train` or the path of a {MODEL_SUFFIX} file")
-  nima = keras.models.load_model(keras_file, compile=False)
+  nima = run_dir_lib.load_model(keras_file)
   records_dir = _run_flags(os.path.dirname(keras_file)).get("records_dir")
-  return Scorer(model=nima, backbone=model_lib.backbone_of(nima), stored_size=_stored_size(records_dir),
-                records_dir=records_dir, model_path=keras_file)
+  return Scorer(model=nima, backbone=model_lib.backbone_of(nima),
+                stored_size=_stored_size(records_dir), records_dir=records_dir,
+                model_path=keras_file)
 
 
 def records_dir_of(scorer: Scorer, records_dir: Optional[str] = None) -> str:
   """`records_dir`, else the records the model was trained on; ValueError if neither."""
   records_dir = records_dir or scorer.records_dir
   if not records_dir:
-    raise ValueError(f"no records folder given, and no {train.FLAGS_FILE} beside "
+    raise ValueError(f"no records folder given, and no {run_dir_lib.FLAGS_FILE} beside "
                      f"{scorer.model_path} names the records it was trained on: "
                      "pass --records_dir")
   return records_dir
 
 
 def _run_flags(run_dir: str) -> dict:
-  return train.read_json(os.path.join(run_dir, train.FLAGS_FILE), {})
+  return run_dir_lib.read_json(os.path.join(run_dir, run_dir_lib.FLAGS_FILE), {})
 
 
 def _stored_size(records_dir: Optional[str]) -> int:
   if records_dir:
     try:
-      return int(dataset_info.load(records_dir)["config"]["image_size"])
+      return int(dataset_info.read(records_dir)["config"]["image_size"])
     except (FileNotFoundError, KeyError, tf.errors.OpError):
       pass
   return imaging.DEFAULT_IMAGE_SIZE

@@ -51,7 +51,6 @@ Usage:
 import colorsys
 import dataclasses
 import functools
-import io
 import math
 import multiprocessing
 import os
@@ -69,6 +68,7 @@ from PIL import ImageFilter
 from scipy import optimize
 
 from nima_tf import ava
+from nima_tf import imaging
 from nima_tf import ratings
 
 SIZE_RANGE = (300, 800)
@@ -373,17 +373,12 @@ def render(seed: int, index: int, factors: Factors,
   return ImageChops.add(image, _grain(rng, width, height, params.noise), offset=-128)
 
 
-def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
-  buffer = io.BytesIO()
-  image.save(buffer, format="JPEG", quality=quality)
-  return buffer.getvalue()
-
-
 def make_image(seed: int, index: int, size_range: Tuple[int, int] = SIZE_RANGE,
                jpeg_quality: int = JPEG_QUALITY) -> Tuple[Entry, bytes]:
   """Photo `index` of `seed`: its entry and its JPEG bytes."""
   entry = make_entry(seed, index)
-  return entry, encode_jpeg(render(seed, index, entry.factors, size_range), jpeg_quality)
+  return entry, imaging.encode_jpeg(render(seed, index, entry.factors, size_range),
+                                    jpeg_quality)
 
 
 def tag_names() -> list:
@@ -513,8 +508,15 @@ def main(argv):
   generate(flags.FLAGS.out, flags.FLAGS.num_images, seed=flags.FLAGS.seed)
 
 
-if __name__ == "__main__":
-  # Flags are defined only when run as a program, so that importing this
-  # module from another program never clashes with that program's flags.
+def run() -> None:
+  """The `nima-synthetic` command: `main` with this module's flags.
+
+  Flags are defined only when run as a program, so that importing this
+  module from another program never clashes with that program's flags.
+  """
   _define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -39,11 +39,7 @@ def synthetic_records(indexes: Iterable[int], seed: int = 0, stored_size: int = 
   for index in indexes:
     entry, jpeg = synthetic.make_image(seed, index, size_range=(longer_side, longer_side))
     image = imaging.process(jpeg, image_size=stored_size)
-    result.append(records.Record(
-        image_id=entry.row.image_id, encoded=image.encoded, height=image.height,
-        width=image.width, original_height=image.original_height,
-        original_width=image.original_width, original_bytes=image.original_bytes,
-        counts=entry.row.counts, tags=entry.row.tags, challenge=entry.row.challenge))
+    result.append(records.Record.from_image(entry.row, image))
   return result
 
 

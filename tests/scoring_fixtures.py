@@ -17,12 +17,13 @@ import os
 import keras
 import numpy as np
 
+from nima_tf import config as config_lib
+from nima_tf import data
 from nima_tf import losses
 from nima_tf import metrics
 from nima_tf import model as model_lib
 from nima_tf import ratings
-from nima_tf import scoring
-from nima_tf import train
+from nima_tf import run_dir
 from tests import record_fixtures
 
 STORED_SIZE = 64
@@ -79,16 +80,16 @@ def write_run(output_dir: str, records_dir: str) -> str:
   Returns `output_dir`.
   """
   nima = model_lib.build_model(CONFIG)
-  calibration = np.concatenate([batch["pixels"].numpy() for batch in scoring.record_pixels(
-      records_dir, "train", INPUT_SIZE, batch_size=32)])
+  calibration = np.concatenate([images.numpy() for images, _ in data.make_dataset(
+      records_dir, "train", data.InputConfig(image_size=INPUT_SIZE, global_batch_size=32))])
   smooth_weights(nima, calibration)
   nima.compile(optimizer="adam", loss=losses.EarthMoversDistance(),
                metrics=metrics.training_metrics())
   os.makedirs(output_dir, exist_ok=True)
-  nima.save(os.path.join(output_dir, train.MODEL_FILE))
-  config = train.TrainConfig(records_dir=records_dir, output_dir=output_dir,
-                             backbone=CONFIG.backbone, alpha=CONFIG.alpha,
-                             image_size=INPUT_SIZE, weights=CONFIG.weights)
-  with open(os.path.join(output_dir, train.FLAGS_FILE), "w") as f:
+  nima.save(os.path.join(output_dir, run_dir.MODEL_FILE))
+  config = config_lib.TrainConfig(records_dir=records_dir, output_dir=output_dir,
+                                  backbone=CONFIG.backbone, alpha=CONFIG.alpha,
+                                  image_size=INPUT_SIZE, weights=CONFIG.weights)
+  with open(os.path.join(output_dir, run_dir.FLAGS_FILE), "w") as f:
     json.dump(dataclasses.asdict(config), f)
   return output_dir

@@ -18,6 +18,7 @@ from nima_tf import dataset_info
 from nima_tf import ratings
 from nima_tf import records
 from nima_tf import splits
+from tests import file_faults
 
 IMAGE_SIZE = 64
 NUM_GOOD = 24
@@ -85,6 +86,15 @@ def make_ava_dir(root):
   expected_rejects[507] = ava.Reason.TOO_SMALL
   add_row(508, _counts(rng), _jpeg(rng, (400, 300)))
   expected_rejects[508] = ava.Reason.TOO_LARGE
+  add_row(509, (2**63,) + (1,) * 9, _jpeg(rng, (80, 80)))  # a count beyond int64
+  expected_rejects[509] = ava.Reason.MALFORMED_ROW
+  broken = _jpeg(rng, (200, 150))
+  add_row(510, _counts(rng), broken[:len(broken) // 2] + b"\xff\xd9")  # cut, end marker kept
+  expected_rejects[510] = ava.Reason.UNDECODABLE
+  blank = io.BytesIO()
+  Image.new("RGB", (90, 70), (40, 40, 40)).save(blank, format="JPEG")
+  add_row(511, _counts(rng), blank.getvalue())
+  expected_rejects[511] = ava.Reason.BLANK_IMAGE
   with open(os.path.join(root, ava.AVA_TXT), "w") as f:
     f.write("\n".join(lines) + "\n\n")
   with open(os.path.join(root, ava.TEST_LIST), "w") as f:
@@ -93,11 +103,13 @@ def make_ava_dir(root):
 
 
 def _config(tmp_path, **overrides):
-  return records_pipeline.JobConfig(
+  """The job on `make_ava_dir`'s folder, which rejects a third of its rows on purpose."""
+  settings = dict(
       ava_dir=str(tmp_path / "AVA_dataset"), output_dir=str(tmp_path / "records"),
       image_size=IMAGE_SIZE, validation_fraction=0.25,
       limits=records_pipeline.imaging.ImageLimits(min_side=32, max_pixels=100_000),
-      **overrides)
+      max_reject_fraction=1.0)
+  return records_pipeline.JobConfig(**{**settings, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +187,8 @@ def test_accounting_adds_up(built):
   assert info["rows_read"] == info["records_written"] + info["rows_rejected"]
   assert info["blank_lines_skipped"] == 1
   assert info["rejected_by_reason"]["duplicate_id"] == 2
-  assert info["rejected_by_reason"]["undecodable"] == 2
+  assert info["rejected_by_reason"]["undecodable"] == 3
+  assert info["rejected_by_reason"]["blank_image"] == 1
   assert sum(info["records_per_split"].values()) == len(good)
 
 
@@ -187,7 +200,7 @@ def test_dataset_info_summarizes_the_records(built):
   assert summary["mean"] == pytest.approx(np.mean(means))
   assert summary["min"] == pytest.approx(min(means))
   assert info["summary"]["num_votes"]["max"] == max(sum(r.counts) for r in good.values())
-  assert dataset_info.load(config.output_dir)["rows_read"] == info["rows_read"]
+  assert dataset_info.read(config.output_dir)["rows_read"] == info["rows_read"]
   for plot in info["plots"]:
     with Image.open(os.path.join(config.output_dir, plot)) as png:
       assert png.format == "PNG"
@@ -260,3 +273,104 @@ def test_build_pipeline_constructs_without_touching_the_input():
   pipeline = beam.Pipeline(runner="DirectRunner")
   records_pipeline.build_pipeline(pipeline, config, plan)
   assert pipeline.to_runner_api().components.transforms
+
+
+def _row(image_id):
+  return ava.Row(1, image_id, (1,) * 10, (0, 0), 0)
+
+
+def test_the_job_refuses_a_fifo_as_an_image_without_blocking(tmp_path):
+  fifo = file_faults.make_fifo(ava.image_path(str(tmp_path), 7))
+  with pytest.raises(ava.Rejected) as raised:
+    file_faults.within(10, records_pipeline.build_record, _row(7), str(tmp_path), IMAGE_SIZE,
+                       records_pipeline.imaging.ImageLimits(), fifo=fifo)
+  assert raised.value.reason is ava.Reason.UNDECODABLE
+  assert "FIFO" in raised.value.detail
+
+
+def test_the_job_refuses_a_file_over_max_file_bytes_before_reading_it(tmp_path):
+  limits = records_pipeline.imaging.ImageLimits()
+  file_faults.make_sparse(ava.image_path(str(tmp_path), 7), limits.max_file_bytes + 1)
+  with pytest.raises(ava.Rejected) as raised:
+    records_pipeline.build_record(_row(7), str(tmp_path), IMAGE_SIZE, limits)
+  assert raised.value.reason is ava.Reason.TOO_LARGE
+  assert "--max_file_bytes" in raised.value.detail
+
+
+def _published(output_dir):
+  """Relative path -> bytes of every published file (not the staging folders)."""
+  published = {}
+  for folder, subfolders, names in os.walk(output_dir):
+    subfolders[:] = [name for name in subfolders if not name.startswith(".staging")]
+    for name in names:
+      path = os.path.join(folder, name)
+      with open(path, "rb") as f:
+        published[os.path.relpath(path, output_dir)] = f.read()
+  return published
+
+
+def test_too_many_rejects_refuse_to_publish_and_keep_the_previous_build(tmp_path):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  records_pipeline.run(_config(tmp_path, num_shards=1), ["--runner=DirectRunner"])
+  previous = _published(str(tmp_path / "records"))
+  assert records.DATASET_INFO in previous
+  config = _config(tmp_path, num_shards=1, max_reject_fraction=0.05)
+  with pytest.raises(records_pipeline.BuildRefused) as raised:
+    records_pipeline.run(config, ["--runner=DirectRunner"])
+  message = str(raised.value)
+  assert "\n" not in message
+  assert ("13 of 37 rows rejected (35.1%; undecodable 3, malformed_row 2, duplicate_id 2)"
+          in message)
+  assert "--max_reject_fraction=0.05" in message
+  assert _published(config.output_dir) == previous
+  staged = os.listdir(config.staging_dir)
+  assert any(name.startswith(records.REJECTED_PREFIX) for name in staged)
+  assert not any(name.endswith(".tfrecord") for name in staged)
+
+
+def _plan_error(tmp_path, **overrides):
+  with pytest.raises(records_pipeline.InputError) as raised:
+    records_pipeline.plan_job(_config(tmp_path, **overrides))
+  assert "\n" not in str(raised.value)
+  return str(raised.value)
+
+
+def test_images_dir_without_photos_is_an_error_before_the_run(tmp_path):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  (tmp_path / "empty").mkdir()
+  for folder in ("missing", "empty"):
+    assert "is --images_dir the folder" in _plan_error(tmp_path,
+                                                        images_dir=str(tmp_path / folder))
+
+
+@pytest.mark.parametrize("mangle,expected", [
+    (lambda text: text.replace(b"\n", b"\r"), "line 1: lines end with a bare carriage return"),
+    (lambda text: b"\xef\xbb\xbf" + text, "line 1: starts with a UTF-8 byte-order mark"),
+    (lambda text: text.replace(b"\n", b"\n\xff\xfe", 3).replace(b"\n\xff\xfe", b"\n", 2),
+     "line 4: not UTF-8 text"),
+])
+def test_ava_txt_that_is_not_plain_text_is_an_error_naming_file_and_line(tmp_path, mangle,
+                                                                         expected):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  path = tmp_path / "AVA_dataset" / ava.AVA_TXT
+  path.write_bytes(mangle(path.read_bytes()))
+  assert f"{path}, {expected}" in _plan_error(tmp_path)
+
+
+def test_test_list_with_a_bad_id_is_an_error_naming_file_and_line(tmp_path):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  path = tmp_path / "AVA_dataset" / ava.TEST_LIST
+  path.write_bytes(b"101\n102\n1_03\n")
+  assert f"{path}, line 3: not an image id" in _plan_error(tmp_path)
+
+
+def test_command_line_reports_an_unusable_input_in_one_line(tmp_path):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  completed = subprocess.run(
+      [sys.executable, "beam_jobs/build_records.py", f"--ava_dir={tmp_path / 'AVA_dataset'}",
+       f"--images_dir={tmp_path / 'typo'}", f"--output_dir={tmp_path / 'records'}"],
+      capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+  assert completed.returncode == 1
+  assert completed.stderr.splitlines()[-1].startswith(f"error: no photo matches {tmp_path}")
+  assert "Traceback" not in completed.stderr
+  assert not os.path.exists(tmp_path / "records" / records.DATASET_INFO)

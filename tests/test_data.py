@@ -7,6 +7,7 @@ import tensorflow as tf
 from nima_tf import data
 from nima_tf import ratings
 from nima_tf import records
+from nima_tf import splits
 from tests import record_fixtures
 
 STORED = 64
@@ -40,8 +41,8 @@ def key(histogram) -> int:
 def fixture_records_dir(tmp_path):
   """10 training and 5 test records in 3 shards each."""
   path = str(tmp_path / "records")
-  record_fixtures.write_records(path, {records.SPLITS[0]: distinct_records(10),
-                                       records.SPLITS[2]: distinct_records(5)}, num_shards=3)
+  record_fixtures.write_records(path, {splits.TRAIN: distinct_records(10),
+                                       splits.TEST: distinct_records(5)}, num_shards=3)
   return path
 
 
@@ -50,7 +51,7 @@ def config(**overrides) -> data.InputConfig:
 
 
 def features_of(record):
-  return records.parse_example(tf.constant(records.serialize(record)))
+  return records.decode_example(tf.constant(records.serialize(record)))
 
 
 def test_training_batches_are_full_and_shaped_for_the_model(records_dir):
@@ -93,10 +94,10 @@ def test_crop_windows_are_random_and_inside_the_image():
 
 def test_decode_train_crops_and_flips_as_its_seed_says():
   features = features_of(distinct_records(1)[0])
-  images = [data.decode_train(features, SIZE, tf.constant([seed, 0], tf.int64)).numpy()
+  images = [data.parse_train(features, SIZE, tf.constant([seed, 0], tf.int64)).numpy()
             for seed in range(20)]
   np.testing.assert_array_equal(
-      images[3], data.decode_train(features, SIZE, tf.constant([3, 0], tf.int64)).numpy())
+      images[3], data.parse_train(features, SIZE, tf.constant([3, 0], tf.int64)).numpy())
   red_slopes = [np.sign(image[:, -1, 0].mean() - image[:, 0, 0].mean()) for image in images]
   assert {-1, 1} <= set(red_slopes)  # some crops are flipped left-right, some not
   top_left_green = {int(round(image[0, 0, 1] / 4)) for image in images}
@@ -108,7 +109,7 @@ def test_decode_train_crops_and_flips_as_its_seed_says():
 def test_decode_train_rounds_a_resized_crop_to_uint8():
   features = features_of(distinct_records(1)[0])
   seed = tf.constant([4, 0], tf.int64)
-  image = data.decode_train(features, SIZE, seed)
+  image = data.parse_train(features, SIZE, seed)
   crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   window = data.crop_window(features["height"], features["width"], SIZE, crop_seed)
   crop = tf.io.decode_and_crop_jpeg(features["encoded"], window, channels=3)
@@ -120,14 +121,14 @@ def test_decode_train_rounds_a_resized_crop_to_uint8():
 
 def test_batch_decoders_decode_as_the_per_image_decoders():
   some = distinct_records(3)
-  batch = records.parse_example(tf.constant([records.serialize(r) for r in some]))
+  batch = records.decode_example(tf.constant([records.serialize(r) for r in some]))
   seeds = tf.constant([[7, i] for i in range(3)], tf.int64)
-  train_images, histograms = data.decode_train_batch(batch, seeds, SIZE)
-  eval_images, _ = data.decode_eval_batch(batch, SIZE)
+  train_images, histograms = data.parse_train_batch(batch, seeds, SIZE)
+  eval_images, _ = data.parse_eval_batch(batch, SIZE)
   for i, record in enumerate(some):
     np.testing.assert_array_equal(train_images[i],
-                                  data.decode_train(features_of(record), SIZE, seeds[i]))
-    np.testing.assert_array_equal(eval_images[i], data.decode_eval(features_of(record), SIZE))
+                                  data.parse_train(features_of(record), SIZE, seeds[i]))
+    np.testing.assert_array_equal(eval_images[i], data.parse_eval(features_of(record), SIZE))
     np.testing.assert_allclose(histograms[i], record.histogram, rtol=1e-6)
   assert len({images.numpy().tobytes() for images in train_images}) == 3
 
@@ -151,7 +152,7 @@ def test_seeded_training_streams_are_reproducible(records_dir):
 
 
 def test_decode_eval_resizes_the_whole_image():
-  image = data.decode_eval(features_of(distinct_records(1)[0]), SIZE).numpy()
+  image = data.parse_eval(features_of(distinct_records(1)[0]), SIZE).numpy()
   assert image.shape == (SIZE, SIZE, 3)
   assert image[:, 0, 0].mean() < 10 and image[:, -1, 0].mean() > 240
   assert image[0, :, 1].mean() < 10 and image[-1, :, 1].mean() > 240

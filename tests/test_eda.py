@@ -1,5 +1,6 @@
 """The EDA report: exact statistics, contact sheets, files, the job's report and the CLI's."""
 
+import dataclasses
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ def build(tmp_path_factory):
   """A tiny synthetic AVA with two bad rows, built by the Beam job with its report."""
   root = tmp_path_factory.mktemp("eda")
   ava_dir = str(root / "AVA_dataset")
-  synthetic.generate(ava_dir, NUM_IMAGES, seed=5, size_range=(48, 96), processes=1)
+  synthetic.generate(ava_dir, NUM_IMAGES, seed=5, size_range=(64, 96), processes=1)
   with open(os.path.join(ava_dir, ava.AVA_TXT), "a") as f:
     f.write(ava.format_row(ava.Row(NUM_IMAGES + 1, MISSING_ID, (1,) * 10, (1, 0), 2)) + "\n")
     f.write(ava.format_row(ava.Row(NUM_IMAGES + 2, NO_VOTES_ID, (0,) * 10, (0, 0), 2)) + "\n")
@@ -141,7 +142,7 @@ def test_noeda_build_publishes_no_report_and_removes_the_previous_one(build, tmp
                                       image_size=32, num_shards=1, eda=False)
   records_pipeline.run(config, ["--runner=DirectRunner"])
   assert not os.listdir(os.path.join(output_dir, eda.REPORT_DIR))
-  assert dataset_info.load(output_dir)["config"]["image_size"] == 32
+  assert dataset_info.read(output_dir)["config"]["image_size"] == 32
 
 
 # ---------------------------------------------------------------- library
@@ -155,9 +156,8 @@ def _records(means, sizes=None):
   for index, (mean, (width, height)) in enumerate(zip(means, sizes)):
     record = record_fixtures.make_record(1000 + index, pixels,
                                          record_fixtures.counts_for_mean(mean))
-    result.append(records.Record(**{**record.__dict__, "original_width": width,
-                                    "original_height": height,
-                                    "original_bytes": width * height // 10}))
+    result.append(dataclasses.replace(record, original_width=width, original_height=height,
+                                      original_bytes=width * height // 10))
   return result
 
 

@@ -16,7 +16,6 @@ from nima_tf import evaluate
 from nima_tf import metrics
 from nima_tf import records
 from nima_tf import scoring
-from nima_tf import train
 from tests import scoring_fixtures
 
 NUM_TEST = 24
@@ -82,8 +81,10 @@ def test_metrics_equal_those_of_the_training_evaluation_pipeline(run):  # pylint
   _, saved = read_outputs(run)
   scorer = scoring.load(run["model_dir"])
   config = data.InputConfig(image_size=scorer.input_size, global_batch_size=7)
-  true, pred = train.predict(scorer.model, data.make_dataset(run["records_dir"], "test", config))
-  expected = metrics.summarize(true, pred)
+  predictions = scoring.predict_distributions(
+      scoring.inference_function(scorer.model),
+      data.make_dataset(run["records_dir"], "test", config))
+  expected = metrics.summarize(predictions.true, predictions.pred)
   for key, value in expected.items():
     assert saved[key] == pytest.approx(value, abs=1e-5), key
 

@@ -10,6 +10,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from nima_tf import data
 from nima_tf import export
 from nima_tf import predict
 from nima_tf import scoring
@@ -148,6 +149,7 @@ def test_tflite_model_takes_pixels_and_returns_the_scores(scorer, float_tflite):
 
 def test_representative_pixels_are_the_first_training_records(scorer):  # pylint: disable=redefined-outer-name
   pixels = export.representative_pixels(scorer.records_dir, scorer.input_size, count=5)
-  first = next(iter(scoring.record_pixels(scorer.records_dir, "train", scorer.input_size, 5)))
-  np.testing.assert_array_equal(pixels, first["pixels"].numpy())
+  first, _ = next(iter(data.make_dataset(scorer.records_dir, "train", data.InputConfig(
+      image_size=scorer.input_size, global_batch_size=5))))
+  np.testing.assert_array_equal(pixels, first.numpy())
 

@@ -1,5 +1,6 @@
 """Scoring photo files: paths, decoding, failures, outputs and exit status."""
 
+import html
 import io
 import json
 import os
@@ -16,6 +17,7 @@ from nima_tf import predict
 from nima_tf import ratings
 from nima_tf import scoring
 from nima_tf import synthetic
+from tests import file_faults
 from tests import record_fixtures
 from tests import scoring_fixtures
 
@@ -127,7 +129,7 @@ def test_exif_orientation_is_applied(scorer, tmp_path):  # pylint: disable=redef
   paths = [save(upright, str(tmp_path / "upright.png")),
            save(rotated, str(tmp_path / "tagged.png"), exif=exif.tobytes()),
            save(rotated, str(tmp_path / "untagged.png"))]
-  decoded = [predict.load(path, scorer.stored_size) for path in paths]
+  decoded = [predict.read_image(path, scorer.stored_size) for path in paths]
   np.testing.assert_array_equal(decoded[1], decoded[0])
   assert np.abs(decoded[2].astype(int) - decoded[0]).mean() > 10
   scores, _ = predict.score_files(scorer, paths[:2])
@@ -182,6 +184,27 @@ def test_command_line_writes_sorted_csv_and_errors_and_exits_1(scorer, folder, t
   assert "4 image(s) scored, 4 failed" in completed.stderr
 
 
+def test_command_line_writes_an_html_gallery_best_first_with_the_failures(scorer, tmp_path):  # pylint: disable=redefined-outer-name
+  folder = str(tmp_path / "photos")
+  paths = [save(photo(index), os.path.join(folder, name)) for index, name in enumerate(
+      ['<img src=x onerror=alert(1)> & "q".jpg', "café.png", "c.jpg"], start=1)]
+  broken = os.path.join(folder, "broken.jpg")
+  with open(broken, "wb") as f:
+    f.write(b"not a photo")
+  output = str(tmp_path / "gallery.html")
+  completed = run_cli(folder, f"--model={scorer.run_dir}", f"--html={output}")
+  assert completed.returncode == predict.SOME_FAILED, completed.stderr[-2000:]
+  with open(output, encoding="utf-8") as f:
+    page = f.read()
+  expected, _ = predict.score_files(scorer, paths)
+  positions = [page.index(f'title="{html.escape(score.path)}"')
+               for score in predict.best_first(expected)]
+  assert positions == sorted(positions)
+  assert page.count('<figure class="card">') == page.count('src="data:image/jpeg;') == 3
+  assert f"<td>{html.escape(broken)}</td><td>undecodable</td>" in page
+  assert f"<dd>{html.escape(scorer.model_path)}</dd>" in page
+
+
 def test_table_shows_mean_std_percentages_and_path():
   score = predict.Score("photos/a.jpg", 5.4567, 1.2, (0, 0.01, 0.05, 0.2, 0.3, 0.25, 0.15, 0.04,
                                                       0, 0))
@@ -191,8 +214,53 @@ def test_table_shows_mean_std_percentages_and_path():
                               "0", "photos/a.jpg"]
 
 
-def test_bad_flags_exit_with_the_usage_error_status():
-  with pytest.raises(SystemExit) as exited:
-    predict.parse_flags(["predict", "--no_such_flag=1"])
-  assert exited.value.code == predict.USAGE_ERROR
 
+def test_expand_follows_links_but_walks_each_real_folder_once(tmp_path):
+  root = tmp_path / "photos"
+  (root / "sub").mkdir(parents=True)
+  (root / "a.jpg").write_bytes(b"a")
+  (root / "sub" / "b.jpg").write_bytes(b"b")
+  os.symlink("..", root / "sub" / "up")  # a link to the parent: a cycle
+  os.symlink(str(root), root / "sub" / "again")  # a second one: exponential without a check
+  os.symlink("sub", root / "also_sub")  # two names of one folder
+  (tmp_path / "elsewhere").mkdir()
+  (tmp_path / "elsewhere" / "c.jpg").write_bytes(b"c")
+  os.symlink(str(tmp_path / "elsewhere"), root / "linked")
+  paths, failures = file_faults.within(20, predict.expand, [str(root)])
+  assert paths == [str(root / name) for name in ("a.jpg", "linked/c.jpg", "sub/b.jpg")]
+  assert not failures
+
+
+def test_expand_lists_a_file_once_under_its_first_name(tmp_path):
+  (tmp_path / "a.jpg").write_bytes(b"a")
+  os.symlink("a.jpg", tmp_path / "z_alias.jpg")
+  paths, _ = predict.expand([str(tmp_path), str(tmp_path / "a.jpg")])
+  assert paths == [str(tmp_path / "a.jpg")]
+
+
+def test_load_refuses_a_fifo_without_blocking(tmp_path):
+  fifo = file_faults.make_fifo(str(tmp_path / "pipe.jpg"))
+  failure = file_faults.within(10, predict.read_image, fifo, 64, fifo=fifo)
+  assert (failure.reason, "FIFO" in failure.detail) == ("undecodable", True)
+
+
+def test_load_refuses_a_file_over_max_file_bytes_from_its_size(tmp_path):
+  limits = predict.imaging.ImageLimits()
+  path = file_faults.make_sparse(str(tmp_path / "huge.jpg"), limits.max_file_bytes + 1)
+  failure = predict.read_image(path, 64, limits)
+  assert (failure.reason, "--max_file_bytes" in failure.detail) == ("too_large", True)
+
+
+def test_load_rejects_a_jpeg_cut_short_and_padded_with_its_end_marker(tmp_path):
+  jpeg = io.BytesIO()
+  photo(3).save(jpeg, format="JPEG")
+  path = tmp_path / "cut.jpg"
+  path.write_bytes(jpeg.getvalue()[:len(jpeg.getvalue()) // 2] + b"\xff\xd9")
+  failure = predict.read_image(str(path), 64)
+  assert (failure.reason, "premature end of data segment" in failure.detail) == (
+      "undecodable", True)
+
+
+def test_load_rejects_an_image_without_a_picture(tmp_path):
+  path = save(Image.new("RGB", (200, 150), (90, 90, 90)), str(tmp_path / "grey.png"))
+  assert predict.read_image(path, 64).reason == "blank_image"

@@ -50,8 +50,8 @@ def test_serialize_is_byte_identical_to_tensorflows_example():
   assert records.serialize(RECORD) == expected.SerializeToString(deterministic=True)
 
 
-def test_parse_example_gives_normalized_histogram_mean_and_std():
-  parsed = records.parse_example(tf.constant(records.serialize(RECORD)))
+def test_decode_example_gives_normalized_histogram_mean_and_std():
+  parsed = records.decode_example(tf.constant(records.serialize(RECORD)))
   histogram = np.array(RECORD.counts) / 124
   np.testing.assert_allclose(parsed["histogram"].numpy(), histogram, rtol=1e-6)
   assert parsed["mean"].numpy() == pytest.approx(ratings.mean_score(histogram), rel=1e-6)
@@ -62,9 +62,9 @@ def test_parse_example_gives_normalized_histogram_mean_and_std():
   assert parsed["tags"].numpy().tolist() == [1, 22]
 
 
-def test_parse_example_parses_a_batch():
+def test_decode_example_parses_a_batch():
   batch = tf.constant([records.serialize(RECORD)] * 3)
-  parsed = records.parse_example(batch)
+  parsed = records.decode_example(batch)
   assert parsed["histogram"].shape == (3, 10)
   assert parsed["image_id"].numpy().tolist() == [953619] * 3
 

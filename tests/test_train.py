@@ -1,23 +1,23 @@
-"""Tests of training: strategies, resumption, artifacts, configuration and learning."""
+"""Tests of training: resumption, artifacts, distributed runs and learning."""
 
 import dataclasses
 import json
 import os
 
-from absl import app
-from absl import flags
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from nima_tf import config as config_lib
+from nima_tf import distribution
 from nima_tf import model as model_lib
-from nima_tf import records
+from nima_tf import run_dir
+from nima_tf import splits
 from nima_tf import train
 from tests import record_fixtures
 
 
-def tiny_config(records_dir: str, output_dir: str, **overrides) -> train.TrainConfig:
+def tiny_config(records_dir: str, output_dir: str, **overrides) -> config_lib.TrainConfig:
   """A seconds-long run: a 0.25-wide MobileNet at 32 px, from scratch."""
   settings = {
       "records_dir": records_dir, "output_dir": output_dir, "alpha": 0.25,
@@ -25,7 +25,7 @@ def tiny_config(records_dir: str, output_dir: str, **overrides) -> train.TrainCo
       "global_batch_size": 16, "epochs_head": 1, "learning_rate_head": 1e-3,
       "epochs_all": 2, "learning_rate_all": 1e-3, "decay_all": 0.0,
       "precise_bn_batches": 2, "seed": 3, **overrides}
-  return train.TrainConfig(**settings)
+  return config_lib.TrainConfig(**settings)
 
 
 @pytest.fixture(name="small_records", scope="module")
@@ -33,9 +33,9 @@ def fixture_small_records(tmp_path_factory):
   """64 training, 16 validation and 16 test images of the synthetic data set."""
   path = str(tmp_path_factory.mktemp("small_records"))
   made = record_fixtures.synthetic_records(range(1, 97), stored_size=48, longer_side=96)
-  record_fixtures.write_records(path, {records.SPLITS[0]: made[:64],
-                                       records.SPLITS[1]: made[64:80],
-                                       records.SPLITS[2]: made[80:]}, num_shards=2)
+  record_fixtures.write_records(path, {splits.TRAIN: made[:64],
+                                       splits.VALIDATION: made[64:80],
+                                       splits.TEST: made[80:]}, num_shards=2)
   return path
 
 
@@ -68,7 +68,7 @@ class RecordEpochs(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     trainable = self.model.get_layer(model_lib.BASE_LAYER).trainable
-    self.epochs.append((train.ALL if trainable else train.HEAD, epoch))
+    self.epochs.append((config_lib.ALL if trainable else config_lib.HEAD, epoch))
 
 
 @pytest.fixture(name="resumed_run", scope="module")
@@ -85,12 +85,12 @@ def fixture_resumed_run(small_records, tmp_path_factory):
 
 
 def test_rerun_resumes_from_the_last_completed_epoch(resumed_run):
-  assert resumed_run["resumed"] == [(train.ALL, 1)]
+  assert resumed_run["resumed"] == [(config_lib.ALL, 1)]
   assert resumed_run["first"].trained_now
   history = json.load(open(os.path.join(resumed_run["config"].output_dir, "history_all.json")))
   assert [row["epoch"] for row in history] == [1, 2]
   assert {name: summary["epochs"] for name, summary in resumed_run["first"].phases.items()} == {
-      train.HEAD: 1, train.ALL: 2}
+      config_lib.HEAD: 1, config_lib.ALL: 2}
 
 
 def test_finished_run_is_not_trained_again(resumed_run):
@@ -106,22 +106,22 @@ def test_run_writes_model_weights_flags_histories_plot_logs_and_test_metrics(res
   def path(name):
     return os.path.join(out, name)
 
-  assert json.load(open(path(train.FLAGS_FILE))) == dataclasses.asdict(config)
-  metrics = json.load(open(path(train.TEST_METRICS_FILE)))
+  assert json.load(open(path(run_dir.FLAGS_FILE))) == dataclasses.asdict(config)
+  metrics = json.load(open(path(run_dir.TEST_METRICS_FILE)))
   assert metrics["count"] == 16 and 0 < metrics["emd"] < 1
-  assert set(json.load(open(path(train.WALL_TIME_FILE)))) == {train.HEAD, train.ALL}
+  assert set(json.load(open(path(run_dir.WALL_TIME_FILE)))) == {config_lib.HEAD, config_lib.ALL}
   with open(path("history_all.csv")) as f:
     header, *rows = f.read().splitlines()
   assert {"epoch", "loss", "val_loss", "val_srcc_mean", "images_per_second"} <= set(
       header.split(",")) and len(rows) == 2
-  with open(path(train.PLOT_FILE), "rb") as f:
+  with open(path(run_dir.PLOT_FILE), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  assert os.listdir(os.path.join(out, "tensorboard", train.ALL))
+  assert os.listdir(os.path.join(out, "tensorboard", config_lib.ALL))
 
   images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-  loaded = keras.models.load_model(path(train.MODEL_FILE))
+  loaded = keras.models.load_model(path(run_dir.MODEL_FILE))
   rebuilt = model_lib.build_model(dataclasses.replace(
-      config.model_config, weights=path(train.WEIGHTS_FILE)))
+      train.model_config(config), weights=path(run_dir.WEIGHTS_FILE)))
   np.testing.assert_allclose(loaded.predict(images, verbose=0),
                              rebuilt.predict(images, verbose=0), atol=1e-6)
 
@@ -142,82 +142,10 @@ def test_mirrored_training_on_two_devices_matches_one_device(small_records, tmp_
     train.train(config)
     history = json.load(open(os.path.join(config.output_dir, "history_head.json")))
     losses[strategy] = np.array([(row["loss"], row["val_loss"]) for row in history])
-  assert train.make_strategy("mirrored").num_replicas_in_sync == 2
+  assert distribution.make_strategy("mirrored").num_replicas_in_sync == 2
   learned = losses["one_device"][0, 1] - losses["one_device"][-1, 1]
   assert learned > 0.01
   np.testing.assert_allclose(losses["mirrored"], losses["one_device"], atol=0.05 * learned)
-
-
-def test_precise_batch_norm_sets_moving_statistics_to_batch_averages():
-  inputs = keras.Input((3,))
-  frozen = keras.layers.BatchNormalization(name="frozen")
-  frozen.trainable = False
-  model = keras.Model(inputs, frozen(keras.layers.BatchNormalization(name="trained")(inputs)))
-  batches = [np.array([[0.0, 1, 2], [2, 3, 4]]), np.array([[4.0, 5, 6], [6, 7, 8]])]
-  dataset = tf.data.Dataset.from_tensor_slices((np.stack(batches), np.zeros(2)))
-
-  assert train.recalibrate_batch_norm(model, dataset) == 1
-  trained = model.get_layer("trained")
-  np.testing.assert_allclose(trained.moving_mean.numpy(), [3, 4, 5])
-  np.testing.assert_allclose(trained.moving_variance.numpy(), [1, 1, 1])
-  np.testing.assert_allclose(model.get_layer("frozen").moving_mean.numpy(), [0, 0, 0])
-  assert trained.momentum == 0.99
-
-
-def test_mirrored_uses_every_logical_cpu_and_one_device_one():
-  assert train.make_strategy("mirrored").num_replicas_in_sync == 2
-  assert train.make_strategy("one_device").num_replicas_in_sync == 1
-  with pytest.raises(ValueError, match="unknown strategy"):
-    train.make_strategy("parameter_server")
-
-
-@pytest.mark.parametrize("cluster, task, chief", [
-    ({"chief": ["a:1"], "worker": ["b:1"]}, ("chief", 0), True),
-    ({"chief": ["a:1"], "worker": ["b:1"]}, ("worker", 0), False),
-    ({"worker": ["a:1", "b:1"]}, ("worker", 0), True),
-    ({"worker": ["a:1", "b:1"]}, ("worker", 1), False),
-])
-def test_only_the_chief_writes_the_run(cluster, task, chief):
-  resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
-      tf.train.ClusterSpec(cluster), task_type=task[0], task_id=task[1])
-  strategy = type("Strategy", (), {"cluster_resolver": resolver})()
-  assert (train.worker_task(strategy) is None) == chief
-
-
-def parse_flags(argv):
-  flag_values = flags.FlagValues()
-  train.define_flags(flag_values)
-  flag_values(["train"] + argv)
-  return flag_values
-
-
-def test_sample_run_takes_sample_defaults_under_explicit_flags(monkeypatch):
-  monkeypatch.setattr(train, "ensure_sample_records", lambda: "/sample/records")
-  config = train.config_from_flags(parse_flags(["--alpha=0.75"]), environ={})
-  assert config.records_dir == "/sample/records"
-  assert config.output_dir == train.sample_output_dir()
-  assert (config.alpha, config.image_size, config.weights) == (
-      0.75, train.SAMPLE_DEFAULTS["image_size"], model_lib.NO_WEIGHTS)
-
-
-def test_own_records_take_ava_defaults_and_need_an_output_dir():
-  flag_values = parse_flags(["--records_dir=gs://b/records"])
-  with pytest.raises(app.UsageError, match="--output_dir"):
-    train.config_from_flags(flag_values, environ={})
-  config = train.config_from_flags(flag_values, environ={"AIP_MODEL_DIR": "gs://b/model"})
-  assert (config.output_dir, config.weights, config.image_size) == (
-      "gs://b/model", model_lib.IMAGENET, 224)
-
-
-def test_vertex_ai_folders_are_honoured():
-  config = train.config_from_flags(
-      parse_flags(["--records_dir=gs://b/records", "--output_dir=gs://b/out"]),
-      environ={"AIP_CHECKPOINT_DIR": "gs://b/ckpt", "AIP_TENSORBOARD_LOG_DIR": "gs://b/tb"})
-  paths = train.run_paths(config)
-  assert (paths.output_dir, paths.checkpoint_dir, paths.tensorboard_dir) == (
-      "gs://b/out", "gs://b/ckpt", "gs://b/tb")
-  default = train.run_paths(dataclasses.replace(config, checkpoint_dir=None))
-  assert default.checkpoint_dir == "gs://b/out/checkpoints"
 
 
 @pytest.fixture(name="learning_records", scope="module")
@@ -231,8 +159,8 @@ def fixture_learning_records(tmp_path_factory):
   paths = {}
   for name, training in (("true", train_records), ("shuffled", shuffled)):
     paths[name] = str(tmp_path_factory.mktemp(f"{name}_labels"))
-    record_fixtures.write_records(paths[name], {records.SPLITS[0]: training,
-                                                records.SPLITS[2]: test_records}, num_shards=4)
+    record_fixtures.write_records(paths[name], {splits.TRAIN: training,
+                                                splits.TEST: test_records}, num_shards=4)
   return paths
 
 
@@ -269,5 +197,5 @@ def test_training_runs_on_a_two_worker_cluster(small_records, tmp_path):
   assert codes == [0, 0]
   # Both workers trained in lockstep: the same test metrics, once each.
   assert len(logs[0]) == 1 and logs[0] == logs[1]
-  with open(os.path.join(cluster_dir, "model", train.TEST_METRICS_FILE)) as f:
+  with open(os.path.join(cluster_dir, "model", run_dir.TEST_METRICS_FILE)) as f:
     assert json.load(f)["count"] == 16

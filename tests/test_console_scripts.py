@@ -1,0 +1,49 @@
+"""The console commands that setup.py declares run the `main` of their module."""
+
+import importlib
+import importlib.metadata
+import os
+import pathlib
+import subprocess
+import sys
+
+from absl import app
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = {
+    "nima-build-records": "beam_jobs.build_records",
+    "nima-synthetic": "nima_tf.synthetic",
+    "nima-train": "nima_tf.train",
+    "nima-evaluate": "nima_tf.evaluate",
+    "nima-predict": "nima_tf.predict",
+    "nima-export": "nima_tf.export",
+}
+
+
+def console_scripts(egg_base: str) -> dict:
+  """The console_scripts entry points of this checkout's setup.py, as pip would install them.
+
+  Read from metadata made here rather than from the installed distribution,
+  which may be an older install of another checkout.
+  """
+  subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", egg_base],
+                 cwd=ROOT, check=True, capture_output=True)
+  distribution = importlib.metadata.PathDistribution(
+      pathlib.Path(egg_base, "nima_tf.egg-info"))
+  return {entry.name: entry for entry in distribution.entry_points.select(
+      group="console_scripts")}
+
+
+def test_each_console_command_runs_the_main_of_its_module(tmp_path, monkeypatch):
+  entry_points = console_scripts(str(tmp_path))
+  assert sorted(entry_points) == sorted(COMMANDS)
+  for command, module_name in COMMANDS.items():
+    module = importlib.import_module(module_name)
+    calls = []
+    monkeypatch.setattr(app, "run", lambda main, **kwargs: calls.append(main))  # pylint: disable=cell-var-from-loop
+    defines_flags = [name for name in ("define_flags", "_define_flags") if hasattr(module, name)]
+    for name in defines_flags:
+      monkeypatch.setattr(module, name, lambda: calls.append("define flags"))  # pylint: disable=cell-var-from-loop
+    entry_points[command].load()()
+    assert entry_points[command].module == module_name
+    assert calls == ["define flags"] * len(defines_flags) + [module.main], command
