@@ -73,6 +73,9 @@ setuptools.setup(
         "simplejpeg>=1.9,<2",
         "absl-py>=2.1,<3",
         "matplotlib>=3.9,<4",  # dataset_info's plots, drawn on a Dataflow worker
+        # The EDA report (nima_tf/eda.py), rendered on a Dataflow worker
+        "pandas>=2.2,<4",
+        "markdown>=3.4,<4",
     ],
     extras_require={
         "download": DOWNLOAD,

@@ -60,6 +60,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                      flag_values=flag_values)
   flags.DEFINE_integer("num_shards", None, "Shards per split. Default: chosen from the data "
                        "size (~150 MB shards).", lower_bound=1, flag_values=flag_values)
+  flags.DEFINE_boolean("eda", True, "Write the EDA report (report.md, report.html, figures) "
+                       "to <output_dir>/eda/; --noeda skips it.", flag_values=flag_values)
 
 
 def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> records_pipeline.JobConfig:
@@ -79,7 +81,8 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> records_pi
       limits=imaging.ImageLimits(min_side=flag_values.min_side,
                                  max_pixels=flag_values.max_pixels,
                                  max_file_bytes=flag_values.max_file_bytes),
-      num_shards=flag_values.num_shards, max_reject_fraction=flag_values.max_reject_fraction)
+      num_shards=flag_values.num_shards, max_reject_fraction=flag_values.max_reject_fraction,
+      eda=flag_values.eda)
 
 
 def _beam_parser() -> argparse.ArgumentParser:

@@ -31,8 +31,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
+from beam_jobs import eda_stats
 from nima_tf import ava
 from nima_tf import dataset_info
+from nima_tf import eda
 from nima_tf import image_files
 from nima_tf import imaging
 from nima_tf import records
@@ -51,6 +53,7 @@ MIN_RECORDS_PER_SHARD = 64
 DEFAULT_MAX_REJECT_FRACTION = 0.05
 _REJECTED = "rejected"
 _SUMMARIES = "summaries"
+_EDA = "eda"
 _REFUSAL = "refused.txt"
 _PROGRESS_EVERY = 500
 
@@ -66,6 +69,7 @@ class JobConfig:
   validation_fraction: float = 0.1
   limits: imaging.ImageLimits = imaging.ImageLimits()
   num_shards: Optional[int] = None
+  eda: bool = True  # write the EDA report, <output_dir>/eda/
   max_reject_fraction: float = DEFAULT_MAX_REJECT_FRACTION
   run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -194,6 +198,7 @@ class WriteShardFn(beam.DoFn):
                         records.shard_name(split, index, self._num_shards[split]))
     count = size = 0
     summaries = dataset_info.new_summaries()
+    collected = eda.Collected() if config.eda else None
     with _create(path) as shard:
       for row in rows:
         try:
@@ -207,11 +212,15 @@ class WriteShardFn(beam.DoFn):
         count += 1
         size += len(serialized)
         dataset_info.add_record(summaries, record)
+        if collected:
+          collected.add(split, record)
         self._processed += 1
         if self._processed % _PROGRESS_EVERY == 0:
           logging.info("worker processed %d images", self._processed)
     _counter(f"records_{split}").inc(count)
     yield beam.pvalue.TaggedOutput(_SUMMARIES, summaries)
+    if collected:
+      yield beam.pvalue.TaggedOutput(_EDA, collected)
     yield ShardInfo(split, index, count, size)
 
 
@@ -243,7 +252,7 @@ class FinalizeFn(beam.DoFn):
     self._num_shards = num_shards
 
   def process(self, unused_element, rows_read, blank_lines, shard_infos, rejected_counts,
-              rejected_files, summaries):
+              rejected_files, summaries, eda_files):
     config = self._config
     written = sum(info.num_records for info in shard_infos)
     rejected = dict(rejected_counts)
@@ -262,6 +271,7 @@ class FinalizeFn(beam.DoFn):
     for name in staged + [os.path.basename(f) for f in rejected_files]:
       FileSystems.rename([os.path.join(config.staging_dir, name)],
                          [os.path.join(config.output_dir, name)])
+    eda_stats.publish_report(config.staging_dir, config.output_dir, eda_files)
     _delete_folder(config.staging_dir)
     info = _dataset_info(config, rows_read, blank_lines, shard_infos, rejected, summaries,
                          self._num_shards)
@@ -459,7 +469,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig,
               element[1].image_id, num_shards[element[0]])), element[1]))
       | "GroupShards" >> beam.GroupByKey()
       | "WriteShards" >> beam.ParDo(WriteShardFn(config, num_shards)).with_outputs(
-          _REJECTED, _SUMMARIES, main="shards"))
+          _REJECTED, _SUMMARIES, _EDA, main="shards"))
   shard_infos = written.shards
   summaries = written[_SUMMARIES] | "Summarize" >> beam.CombineGlobally(SummarizeFn())
 
@@ -477,6 +487,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig,
                | "CountRowsRead" >> beam.combiners.Count.Globally())
   blank_lines = (lines | "Blank" >> beam.Filter(lambda line: not line.strip())
                  | "CountBlankLines" >> beam.combiners.Count.Globally())
+  eda_files = ((written[_EDA], rejections) | "EdaReport" >> eda_stats.WriteReport(
+      config.ava_dir, config.output_dir, config.staging_dir)) if config.eda else (
+          pipeline | "NoEdaReport" >> beam.Create([]))
 
   return (pipeline
           | "Start" >> beam.Create([None])
@@ -487,7 +500,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig,
               shard_infos=beam.pvalue.AsList(shard_infos),
               rejected_counts=beam.pvalue.AsList(rejected_counts),
               rejected_files=beam.pvalue.AsList(rejected_files),
-              summaries=beam.pvalue.AsSingleton(summaries)))
+              summaries=beam.pvalue.AsSingleton(summaries),
+              eda_files=beam.pvalue.AsList(eda_files)))
 
 
 def _local_runner(options: PipelineOptions):

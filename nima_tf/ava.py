@@ -18,7 +18,7 @@ import enum
 import json
 import os
 import re
-from typing import Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from nima_tf import ratings
 
@@ -155,6 +155,19 @@ def format_row(row: Row) -> str:
   """The AVA.txt line of a row (the inverse of `parse_row`)."""
   return " ".join(
       str(v) for v in (row.index, row.image_id, *row.counts, *row.tags, row.challenge))
+
+
+def parse_names(lines: Iterable[str]) -> Dict[int, str]:
+  """Id -> name from (lines of) `tags.txt` or `challenges.txt`: `<id> <name>` per line.
+
+  Lines that do not start with an integer id are skipped.
+  """
+  names = {}
+  for line in lines:
+    fields = line.strip().split(maxsplit=1)
+    if len(fields) == 2 and fields[0].isdigit():
+      names[int(fields[0])] = fields[1]
+  return names
 
 
 def parse_id(line: str) -> int:

@@ -305,9 +305,15 @@ def test_the_job_refuses_a_file_over_max_file_bytes_before_reading_it(tmp_path):
 
 
 def _published(output_dir):
-  """Name -> bytes of every published file (not the staging folders)."""
-  return {name: open(os.path.join(output_dir, name), "rb").read()
-          for name in sorted(os.listdir(output_dir)) if not name.startswith(".staging")}
+  """Relative path -> bytes of every published file (not the staging folders)."""
+  published = {}
+  for folder, subfolders, names in os.walk(output_dir):
+    subfolders[:] = [name for name in subfolders if not name.startswith(".staging")]
+    for name in names:
+      path = os.path.join(folder, name)
+      with open(path, "rb") as f:
+        published[os.path.relpath(path, output_dir)] = f.read()
+  return published
 
 
 def test_too_many_rejects_refuse_to_publish_and_keep_the_previous_build(tmp_path):
