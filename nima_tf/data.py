@@ -95,6 +95,22 @@ class InputConfig:
       raise ValueError(f"samples_per_bin must be positive or None, got {self.samples_per_bin}")
 
 
+class EmptySplitError(ValueError):
+  """A split that holds no records, where records are needed."""
+
+
+def check_not_empty(records_dir: str, split: str, what: str) -> int:
+  """The number of records of `split` (from `dataset_info.json`); raises `EmptySplitError` at 0.
+
+  `what` says what the records were needed for, for the error's one line.
+  """
+  count = int(dataset_info.read(records_dir)["records_per_split"].get(split, 0))
+  if not count:
+    raise EmptySplitError(f"the {split} split of {records_dir} holds no records: "
+                          f"nothing to {what}")
+  return count
+
+
 def list_shards(records_dir: str, split: str) -> List[str]:
   """The shard files of `split`, sorted; a clear error when there are none."""
   if split not in records.SPLITS:

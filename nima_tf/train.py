@@ -52,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from nima_tf import callbacks as callbacks_lib
+from nima_tf import cli
 from nima_tf import config as config_lib
 from nima_tf import data
 from nima_tf import dataset_info
@@ -166,6 +167,7 @@ class _Inputs:
 
 
 def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inputs:
+  data.check_not_empty(config.records_dir, splits.TRAIN, "train on")
   num_train = data.num_examples(config.records_dir, splits.TRAIN, config.samples_per_bin)
   num_val = dataset_info.read(config.records_dir)["records_per_split"].get(splits.VALIDATION, 0)
   inputs = _Inputs(
@@ -307,9 +309,15 @@ def _export(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
   run_dir.save_weights(inference_model, paths.artifact(run_dir.WEIGHTS_FILE))
   run_dir.write_json(paths.artifact(run_dir.WALL_TIME_FILE), summaries)
   write_history_plot(paths, histories)
-  test_data = data.make_dataset(config.records_dir, splits.TEST, input_config(config))
-  predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
-  test_metrics = metrics.summarize(predictions.true, predictions.pred)
+  try:
+    data.check_not_empty(config.records_dir, splits.TEST, "test")
+  except data.EmptySplitError as error:
+    print(f"No test split ({error}): test metrics skipped.", flush=True)
+    test_metrics = {"count": 0}
+  else:
+    test_data = data.make_dataset(config.records_dir, splits.TEST, input_config(config))
+    predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
+    test_metrics = metrics.summarize(predictions.true, predictions.pred)
   run_dir.write_json(paths.artifact(run_dir.TEST_METRICS_FILE), test_metrics)
   return test_metrics
 
@@ -319,9 +327,16 @@ def main(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if flags.FLAGS.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
     distribution.split_cpu(flags.FLAGS.cpu_replicas)
-  result = train(config_lib.config_from_flags())
-  print(f"Test metrics ({result.test_metrics.get('count')} images): " + ", ".join(
-      f"{key} {value:.4f}" for key, value in result.test_metrics.items() if key != "count"))
+  try:
+    result = train(config_lib.config_from_flags())
+  except data.EmptySplitError as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(cli.USAGE_ERROR)
+  if result.test_metrics.get("count"):
+    print(f"Test metrics ({result.test_metrics['count']} images): " + ", ".join(
+        f"{key} {value:.4f}" for key, value in result.test_metrics.items() if key != "count"))
+  else:
+    print("No test split: no test metrics.")
   for name, summary in result.phases.items():
     if summary["epochs"]:
       print(f"Phase {name}: {summary['epochs']} epochs in {summary['seconds']:.0f} s, "

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nima_tf import config as config_lib
+from nima_tf import data
 from nima_tf import distribution
 from nima_tf import model as model_lib
 from nima_tf import run_dir
@@ -199,3 +200,26 @@ def test_training_runs_on_a_two_worker_cluster(small_records, tmp_path):
   assert len(logs[0]) == 1 and logs[0] == logs[1]
   with open(os.path.join(cluster_dir, "model", run_dir.TEST_METRICS_FILE)) as f:
     assert json.load(f)["count"] == 16
+
+
+def test_build_without_a_test_split_trains_and_skips_test_metrics(small_records, tmp_path,
+                                                                   capsys):
+  records_dir = str(tmp_path / "records")
+  made = record_fixtures.synthetic_records(range(1, 49), stored_size=48, longer_side=96)
+  record_fixtures.write_records(records_dir, {splits.TRAIN: made[:32],
+                                              splits.VALIDATION: made[32:], splits.TEST: []})
+  result = train.train(tiny_config(records_dir, str(tmp_path / "run"), epochs_all=0))
+  assert result.test_metrics == {"count": 0}
+  assert "No test split" in capsys.readouterr().out
+  assert os.path.exists(tmp_path / "run" / run_dir.MODEL_FILE)
+  assert json.loads((tmp_path / "run" / run_dir.TEST_METRICS_FILE).read_text()) == {"count": 0}
+
+
+def test_empty_train_split_is_a_one_line_error(tmp_path):
+  records_dir = str(tmp_path / "records")
+  made = record_fixtures.synthetic_records(range(1, 9), stored_size=48, longer_side=96)
+  record_fixtures.write_records(records_dir, {splits.TRAIN: [], splits.VALIDATION: made[:4],
+                                              splits.TEST: made[4:]})
+  with pytest.raises(data.EmptySplitError, match="^the train split of .* holds no records: "
+                     "nothing to train on$"):
+    train.train(tiny_config(records_dir, str(tmp_path / "run")))
