@@ -11,9 +11,13 @@ by default), its learning rate decayed per step as Keras 2's `decay` did
 (`InverseTimeDecay`).
 
 Batch-norm statistics are re-estimated on a few training batches before
-each validation of the all-layers phase (`callbacks.PreciseBatchNorm`):
-without it a short run from scratch predicts near constants in inference
-mode.
+each validation of the all-layers phase (`callbacks.PreciseBatchNorm`) when
+training from random initialization (by default): without it a short run
+from scratch predicts near constants in inference mode.
+
+The run keeps its best epoch on `--select_by` over both phases
+(`callbacks.BestEpoch`): the model, weights, test metrics and exports come
+from it, and `selection.json` says which it was.
 
 Fault tolerance: `keras.callbacks.BackupAndRestore` saves the training state
 at the end of every epoch under `<checkpoint_dir>/<phase>/`; a finished phase

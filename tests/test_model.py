@@ -192,3 +192,23 @@ def test_step_decay_multiplies_the_rate_every_period():
   schedule = model.learning_rate_schedule(3e-6, decay=0.5, step_decay=(0.95, 20))
   rates = [float(schedule(step)) for step in (0, 19, 20, 39, 40)]
   np.testing.assert_allclose(rates, [3e-6, 3e-6, 2.85e-6, 2.85e-6, 3e-6 * 0.95**2], rtol=1e-6)
+
+
+def test_dropout_rate_of_the_config_reaches_the_model():
+  nima = model.build_model(small_config(image_size=32, dropout=0.6))
+  assert nima.get_layer("dropout").rate == 0.6
+
+
+def test_dropout_comes_before_the_output_layer():
+  nima = model.build_model(small_config(image_size=32, dropout=0.9))
+  outputs = nima(pixels(small_config(image_size=32), n=4), training=True)
+  assert nima.layers[-1].name == "distribution"
+  np.testing.assert_allclose(np.sum(outputs, axis=1), 1.0, rtol=1e-5)
+
+
+def test_vgg16_preprocessing_normalizes_each_channel_over_the_last_axis():
+  rng = np.random.default_rng(0)
+  images = rng.uniform(0, 255, (2, 3, 4, 3)).astype(np.float32)
+  expected = images[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
+  np.testing.assert_allclose(model.Preprocessing("vgg16")(images), expected, rtol=1e-5,
+                             atol=1e-4)

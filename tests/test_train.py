@@ -336,3 +336,17 @@ def test_precise_batch_norm_is_off_by_default_from_trained_weights():
   assert config_lib.precise_bn_batches(config_lib.TrainConfig(**settings, weights="none")) == 20
   assert config_lib.precise_bn_batches(config_lib.TrainConfig(
       **settings, weights="none", precise_bn_batches=0)) == 0
+
+
+def test_only_the_all_layers_phase_trains_the_base(small_records):
+  config = tiny_config(small_records, "unused")
+  trains_base = {}
+  for phase in config_lib.phases(config):
+    nima = train._compiled_model(config, phase, None, steps_per_epoch=1)  # pylint: disable=protected-access
+    base = nima.get_layer(model_lib.BASE_LAYER)
+    before = [weight.numpy().copy() for weight in base.weights]
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    nima.train_on_batch(images, np.full((4, 10), 0.1, np.float32))
+    trains_base[phase.name] = any(not np.array_equal(old, new.numpy())
+                                  for old, new in zip(before, base.weights))
+  assert trains_base == {config_lib.HEAD: False, config_lib.ALL: True}
