@@ -1,6 +1,8 @@
-"""Keras callbacks of training: the epoch log, precise batch norm, validation SRCC."""
+"""Keras callbacks of training: the epoch log, the best epoch, precise batch norm, validation SRCC."""
 
+import math
 import time
+from typing import Optional
 
 import keras
 import numpy as np
@@ -50,6 +52,58 @@ class EpochLog(keras.callbacks.Callback):
                                    for row in self.rows]
     with tf.io.gfile.GFile(self._csv, "w") as f:
       f.write("\n".join(lines) + "\n")
+
+
+def is_better(value: float, best: Optional[float], higher_is_better: bool) -> bool:
+  """Whether `value` improves on `best` (None: nothing yet); a non-finite value never does."""
+  if not math.isfinite(value):
+    return False
+  return best is None or (value > best if higher_is_better else value < best)
+
+
+class BestEpoch(keras.callbacks.Callback):
+  """Keeps the run's best epoch on a validation metric, across phases and resumed runs.
+
+  After every epoch whose `monitor` (from the logs of the callbacks before
+  this one) improves on the run's best so far, the model's weights are saved
+  as `paths.best_weights(phase, epoch)`, then `paths.best_state()` records
+  {"phase", "epoch", "monitor", "value"}, then the previous best's weights
+  are deleted: a kill at any point leaves a state that names saved weights.
+  With `patience`, the phase stops once that many of its epochs in a row
+  have not improved on the run's best (early stopping).
+  """
+
+  def __init__(self, paths: run_dir.RunPaths, phase: str, monitor: str,
+               higher_is_better: bool, patience: Optional[int] = None):
+    super().__init__()
+    self._paths, self._phase, self._monitor = paths, phase, monitor
+    self._higher_is_better = higher_is_better
+    self._patience = patience
+    self.best = None
+
+  def on_train_begin(self, logs=None):
+    tf.io.gfile.makedirs(self._paths.checkpoint_dir)
+    self.best = run_dir.read_json(self._paths.best_state())
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = float((logs or {})[self._monitor])
+    if is_better(value, self.best and self.best["value"], self._higher_is_better):
+      previous = self.best
+      self.best = {"phase": self._phase, "epoch": epoch + 1, "monitor": self._monitor,
+                   "value": value}
+      run_dir.save_weights(self.model, self._paths.best_weights(self._phase, epoch + 1))
+      run_dir.write_json(self._paths.best_state(), self.best)
+      if previous and (previous["phase"], previous["epoch"]) != (self._phase, epoch + 1):
+        stale = self._paths.best_weights(previous["phase"], previous["epoch"])
+        if tf.io.gfile.exists(stale):
+          tf.io.gfile.remove(stale)
+    if self._patience:
+      since = epoch + 1 - (self.best["epoch"] if self.best and self.best["phase"] == self._phase
+                           else 0)
+      if since >= self._patience:
+        print(f"Early stopping of phase {self._phase!r}: {self._monitor} has not improved "
+              f"for {since} epoch(s).", flush=True)
+        self.model.stop_training = True
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):

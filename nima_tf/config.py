@@ -18,11 +18,15 @@ from nima_tf import sample
 
 STRATEGIES = ("mirrored", "multi_worker", "tpu", "one_device", "default")
 OPTIMIZERS = ("adam", "sgd")
+INVERSE_TIME, STEP = "inverse_time", "step"
+DECAY_SCHEDULES = (INVERSE_TIME, STEP)
 BACKBONES = ("mobilenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
              "efficientnet_b0", "inception_resnet_v2", "vgg16")
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
 HEAD, ALL = "head", "all"
+# Validation metrics that select the run's best epoch: whether higher is better.
+MONITORS = {"val_srcc_mean": True, "val_loss": False}
 VERTEX_ENV = {"output_dir": "AIP_MODEL_DIR", "checkpoint_dir": "AIP_CHECKPOINT_DIR",
               "tensorboard_dir": "AIP_TENSORBOARD_LOG_DIR"}
 
@@ -43,10 +47,11 @@ class TrainConfig:
   tpu: str = ""
   backbone: str = "mobilenet"
   alpha: float = 1.0
-  image_size: int = 224
+  image_size: Optional[int] = None
   weights: str = IMAGENET
   dropout: float = 0.75
   global_batch_size: int = 64
+  recipe: str = "seed"
   optimizer: str = "adam"
   epochs_head: int = 5
   learning_rate_head: float = 1e-3
@@ -54,10 +59,16 @@ class TrainConfig:
   epochs_all: int = 9
   learning_rate_all: float = 3e-5
   decay_all: float = 2.3e-5
+  learning_rate_base: Optional[float] = None
+  decay_schedule: str = INVERSE_TIME
+  step_decay_rate: float = 0.95
+  step_decay_epochs: int = 10
   samples_per_bin: Optional[int] = None
   shuffle_buffer: int = 2048
-  precise_bn_batches: int = 20
+  precise_bn_batches: Optional[int] = None
   mixed_precision: bool = False
+  select_by: str = "val_srcc_mean"
+  patience: Optional[int] = None
   seed: Optional[int] = None
   checkpoint_dir: Optional[str] = None
   tensorboard_dir: Optional[str] = None
@@ -67,8 +78,37 @@ class TrainConfig:
       raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+    if self.recipe not in RECIPES:
+      raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {tuple(RECIPES)}")
+    if self.decay_schedule not in DECAY_SCHEDULES:
+      raise ValueError(f"unknown decay_schedule {self.decay_schedule!r}; choose one of "
+                       f"{DECAY_SCHEDULES}")
+    if self.select_by not in MONITORS:
+      raise ValueError(f"unknown select_by {self.select_by!r}; choose one of {tuple(MONITORS)}")
+    if self.patience is not None and self.patience < 1:
+      raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
     if self.epochs_head < 0 or self.epochs_all < 0 or not self.epochs_head + self.epochs_all:
       raise ValueError("epochs_head and epochs_all must be >= 0, and not both 0")
+
+
+# Training recipes that `--recipe` sets at once (explicit flags override them).
+# "seed": the project's origin and idealo's NIMA port (github.com/idealo/
+# image-quality-assessment, its MobileNet config): Adam, 5 epochs of the head
+# at 1e-3, then 9 epochs of all layers at 3e-5 decayed by 2.3e-5 per step,
+# dropout 0.75; the TrainConfig defaults. "paper": Talebi & Milanfar, "NIMA:
+# Neural Image Assessment", IEEE TIP 2018, section III: SGD with momentum 0.9,
+# learning rates 3e-7 for the base and 3e-6 for the last layer, decayed by
+# 0.95 every 10 epochs, dropout 0.75, every layer trained from the start (the
+# paper gives no epoch count: --epochs_all keeps its value).
+RECIPES = {
+    "seed": {"optimizer": "adam", "dropout": 0.75, "epochs_head": 5,
+             "learning_rate_head": 1e-3, "decay_head": 0.0, "epochs_all": 9,
+             "learning_rate_all": 3e-5, "decay_all": 2.3e-5, "learning_rate_base": None,
+             "decay_schedule": INVERSE_TIME},
+    "paper": {"optimizer": "sgd", "dropout": 0.75, "epochs_head": 0,
+              "learning_rate_all": 3e-6, "learning_rate_base": 3e-7,
+              "decay_schedule": STEP, "step_decay_rate": 0.95, "step_decay_epochs": 10},
+}
 
 
 # The run on the built-in sample: it finishes in a few minutes on 2 CPU cores
@@ -95,14 +135,30 @@ class Phase:
   learning_rate: float
   decay: float
   train_base: bool
+  learning_rate_base: Optional[float] = None
 
 
 def phases(config: TrainConfig) -> List[Phase]:
   """The phases with epochs to run, in order: head (base frozen), then all layers."""
   return [phase for phase in (
       Phase(HEAD, config.epochs_head, config.learning_rate_head, config.decay_head, False),
-      Phase(ALL, config.epochs_all, config.learning_rate_all, config.decay_all, True),
+      Phase(ALL, config.epochs_all, config.learning_rate_all, config.decay_all, True,
+            config.learning_rate_base),
   ) if phase.epochs]
+
+
+PRECISE_BN_FROM_SCRATCH = 20
+
+
+def precise_bn_batches(config: TrainConfig) -> int:
+  """`config.precise_bn_batches`, else 20 from random initialization and 0 from trained weights.
+
+  Re-estimating batch-norm statistics rescues short runs from scratch (see
+  BUILD_NOTES.md); NIMA and its ports fine-tune ImageNet weights without it.
+  """
+  if config.precise_bn_batches is not None:
+    return config.precise_bn_batches
+  return PRECISE_BN_FROM_SCRATCH if config.weights.lower() == NO_WEIGHTS else 0
 
 
 def vertex_dirs(environ=os.environ) -> Dict[str, str]:
@@ -139,11 +195,17 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                        "distribution).", lower_bound=1, flag_values=flag_values)
   define("enum", "backbone", "Keras Applications base.", sorted(BACKBONES))
   define("float", "alpha", "Width multiplier of MobileNets.")
-  define("integer", "image_size", "Model input size in pixels.", lower_bound=32)
+  define("integer", "image_size", "Model input size in pixels. Default: the backbone's "
+         "native size (299 for inception_resnet_v2, else 224); records must be stored at "
+         "8/7 of it or more (a random crop of 7/8).", lower_bound=32)
   define("string", "weights", "imagenet, none (random initialization), or a NIMA "
          ".weights.h5 file to start from.")
   define("float", "dropout", "Dropout rate before the head.")
   define("integer", "global_batch_size", "Images per step over all replicas.", lower_bound=1)
+  define("enum", "recipe", "Training recipe, set at once (explicit flags override it): "
+         "seed (Adam, head then all layers, as the seed and idealo's port) or paper (SGD, "
+         "3e-7 base / 3e-6 head, x0.95 every 10 epochs, as Talebi & Milanfar 2018).",
+         tuple(RECIPES))
   define("enum", "optimizer", "adam (as idealo's NIMA) or sgd with momentum 0.9 (as the "
          "paper).", OPTIMIZERS)
   define("integer", "epochs_head", "Epochs of phase 1 (base frozen).", lower_bound=0)
@@ -152,14 +214,27 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define("integer", "epochs_all", "Epochs of phase 2 (all layers).", lower_bound=0)
   define("float", "learning_rate_all", "Learning rate of phase 2.")
   define("float", "decay_all", "Phase 2 rate is lr / (1 + decay * step).")
+  define("float", "learning_rate_base", "Learning rate of the base in phase 2 (the head "
+         "keeps --learning_rate_all). Default: --learning_rate_all.")
+  define("enum", "decay_schedule", "inverse_time: lr / (1 + decay * step), with "
+         "--decay_head/--decay_all; step: lr * step_decay_rate ** floor(epoch / "
+         "step_decay_epochs).", DECAY_SCHEDULES)
+  define("float", "step_decay_rate", "Factor of the step schedule.")
+  define("integer", "step_decay_epochs", "Epochs between steps of the step schedule.",
+         lower_bound=1)
   define("integer", "samples_per_bin", "Train on at most this many images of each of the 10 "
          "rating bins (floor of the mean score). Default: every image.", lower_bound=1)
   define("integer", "shuffle_buffer", "Records in the shuffle buffer.", lower_bound=1)
   define("integer", "precise_bn_batches", "Batches over which batch-norm statistics are "
-         "re-estimated before each validation of the all-layers phase (0 = never).",
-         lower_bound=0)
+         "re-estimated before each validation of the all-layers phase (0 = never). Default: "
+         f"{PRECISE_BN_FROM_SCRATCH} with --weights=none, else 0.", lower_bound=0)
   define("bool", "mixed_precision", "Mixed precision: float16 on GPUs, bfloat16 on TPUs "
          "and CPUs.")
+  define("enum", "select_by", "Validation metric that selects the run's best epoch (over "
+         "both phases): the model, weights, test metrics and exports come from that epoch.",
+         tuple(MONITORS))
+  define("integer", "patience", "Stop a phase after this many epochs in a row without a "
+         "better --select_by (early stopping). Default: off.", lower_bound=1)
   define("integer", "seed", "Seeds weights, data order and augmentation for a reproducible "
          "(slower) run. Default: unseeded.")
   define("string", "checkpoint_dir", "Resumable state. Default: $AIP_CHECKPOINT_DIR, else "
@@ -169,14 +244,15 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def config_from_flags(flag_values=flags.FLAGS, environ=os.environ) -> TrainConfig:
-  """The run's config: explicit flags over the sample's (or Vertex's) defaults.
+  """The run's config: explicit flags over `--recipe`'s, over the sample's (or Vertex's) defaults.
 
   Without `--records_dir`, the sample's records are built first if missing.
   """
   explicit = {field.name: flag_values[field.name].value
               for field in dataclasses.fields(TrainConfig)
               if flag_values[field.name].present}
-  settings = {**vertex_dirs(environ), **explicit}
+  recipe = RECIPES[explicit["recipe"]] if "recipe" in explicit else {}
+  settings = {**vertex_dirs(environ), **recipe, **explicit}
   if "records_dir" not in explicit:
     settings = {**SAMPLE_DEFAULTS, "output_dir": sample.output_dir(), **settings,
                 "records_dir": sample.ensure_records()}

@@ -49,6 +49,7 @@ shards) and stays the same from epoch to epoch.
 """
 
 import dataclasses
+import math
 import random
 from typing import List, Optional
 
@@ -93,6 +94,43 @@ class InputConfig:
                        f"{self}")
     if self.samples_per_bin is not None and self.samples_per_bin < 1:
       raise ValueError(f"samples_per_bin must be positive or None, got {self.samples_per_bin}")
+
+
+class RecordsError(ValueError):
+  """Records that cannot serve what was asked of them; the message is one line."""
+
+
+class EmptySplitError(RecordsError):
+  """A split that holds no records, where records are needed."""
+
+
+def check_not_empty(records_dir: str, split: str, what: str) -> int:
+  """The number of records of `split` (from `dataset_info.json`); raises `EmptySplitError` at 0.
+
+  `what` says what the records were needed for, for the error's one line.
+  """
+  count = int(dataset_info.read(records_dir)["records_per_split"].get(split, 0))
+  if not count:
+    raise EmptySplitError(f"the {split} split of {records_dir} holds no records: "
+                          f"nothing to {what}")
+  return count
+
+
+def stored_size_needed(image_size: int) -> int:
+  """The smallest stored side whose random crop (`CROP_FRACTION` of it) covers `image_size`."""
+  return math.ceil(image_size / CROP_FRACTION)
+
+
+def check_stored_size(records_dir: str, image_size: int) -> None:
+  """Refuses records too small for a random crop at `image_size`, rather than upsampling them."""
+  stored = dataset_info.read(records_dir).get("config", {}).get("image_size")
+  if stored and stored < stored_size_needed(image_size):
+    raise RecordsError(
+        f"the records of {records_dir} are stored at {stored} px, too small for random "
+        f"{image_size} px crops of 7/8 of each side (they need {stored_size_needed(image_size)} "
+        f"px): rebuild them with `python beam_jobs/build_records.py "
+        f"--image_size={stored_size_needed(image_size)}`, or pass "
+        f"--image_size={int(stored * CROP_FRACTION)}")
 
 
 def list_shards(records_dir: str, split: str) -> List[str]:

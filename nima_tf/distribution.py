@@ -1,8 +1,10 @@
 """tf.distribute for training: the strategies by name, the cluster roles, the precision policy."""
 
+import contextlib
 import functools
-from typing import Optional
+from typing import Iterator, Optional
 
+import keras
 import tensorflow as tf
 
 from nima_tf import config as config_lib
@@ -98,3 +100,14 @@ def mixed_precision_policy(strategy: tf.distribute.Strategy) -> str:
   if is_tpu(strategy) or not tf.config.list_logical_devices("GPU"):
     return "mixed_bfloat16"
   return "mixed_float16"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+  """Keras' global dtype policy is `name` inside the block, and the previous one after."""
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(name)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)

@@ -86,12 +86,13 @@ PUBLISHED = (
 
 def predict_records(scorer: scoring.Scorer, records_dir: str, split: str,
                     batch_size: int = 64) -> pd.DataFrame:
-  """Scores every record of `split`: the rows of `predictions.csv`, in the dataset's order."""
+  """Scores every record of `split`: the rows of `predictions.csv`, in the dataset's order.
+
+  Raises `data.EmptySplitError` when the split holds no records.
+  """
+  total = data.check_not_empty(records_dir, split, "evaluate")
   batches = data.make_dataset(records_dir, split, data.InputConfig(
       image_size=scorer.input_size, global_batch_size=batch_size), with_ids=True)
-  total = data.num_examples(records_dir, split)
-  if not total:
-    raise ValueError(f"the {split} split of {records_dir} holds no records")
   with tqdm.tqdm(total=total, unit="img", desc=f"Scoring {split}",
                  disable=total < batch_size) as progress:
     predictions = scoring.predict_distributions(
@@ -426,7 +427,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
 
 
-def main(argv: List[str]) -> None:
+def main(argv: List[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   values = flags.FLAGS
@@ -438,11 +439,16 @@ def main(argv: List[str]) -> None:
   output_dir = values.output_dir or os.path.join(scorer.run_dir, "evaluation", values.split)
   if model_card.is_synthetic(scorer.card):
     print(model_card.SYNTHETIC_WARNING, file=sys.stderr, flush=True)
-  summary = evaluate(scorer, records_dir, values.split, output_dir, values.batch_size)
+  try:
+    summary = evaluate(scorer, records_dir, values.split, output_dir, values.batch_size)
+  except data.EmptySplitError as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    return cli.USAGE_ERROR
   print(f"{summary['count']} images: accuracy {summary['accuracy']:.2%}, EMD "
         f"{summary['emd']:.4f}, LCC/SRCC mean {summary['lcc_mean']:.3f}/"
         f"{summary['srcc_mean']:.3f}, std {summary['lcc_std']:.3f}/{summary['srcc_std']:.3f}")
   print(f"Predictions, metrics and report in {output_dir}", flush=True)
+  return 0
 
 
 def run() -> None:

@@ -57,6 +57,13 @@ class RunPaths:
   def phase_marker(self, phase: str) -> str:
     return os.path.join(self.checkpoint_dir, f"{phase}_done.json")
 
+  def best_state(self) -> str:
+    """The best epoch so far (`selection.json`'s fields), kept across phases and resumes."""
+    return os.path.join(self.checkpoint_dir, "best.json")
+
+  def best_weights(self, phase: str, epoch: int) -> str:
+    return os.path.join(self.checkpoint_dir, f"best_{phase}_{epoch}{WEIGHTS_SUFFIX}")
+
 
 def run_paths(output_dir: str, checkpoint_dir: str = None,
               tensorboard_dir: str = None) -> RunPaths:

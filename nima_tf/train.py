@@ -11,9 +11,13 @@ by default), its learning rate decayed per step as Keras 2's `decay` did
 (`InverseTimeDecay`).
 
 Batch-norm statistics are re-estimated on a few training batches before
-each validation of the all-layers phase (`callbacks.PreciseBatchNorm`):
-without it a short run from scratch predicts near constants in inference
-mode.
+each validation of the all-layers phase (`callbacks.PreciseBatchNorm`) when
+training from random initialization (by default): without it a short run
+from scratch predicts near constants in inference mode.
+
+The run keeps its best epoch on `--select_by` over both phases
+(`callbacks.BestEpoch`): the model, weights, test metrics and exports come
+from it, and `selection.json` says which it was.
 
 Fault tolerance: `keras.callbacks.BackupAndRestore` saves the training state
 at the end of every epoch under `<checkpoint_dir>/<phase>/`; a finished phase
@@ -81,7 +85,8 @@ def model_config(config: TrainConfig) -> model_lib.ModelConfig:
 
 def input_config(config: TrainConfig, **overrides) -> data.InputConfig:
   return data.InputConfig(**{
-      "image_size": config.image_size, "global_batch_size": config.global_batch_size,
+      "image_size": model_config(config).input_size,
+      "global_batch_size": config.global_batch_size,
       "shuffle_buffer": config.shuffle_buffer, "seed": config.seed, **overrides})
 
 
@@ -97,6 +102,7 @@ class TrainResult:
   test_metrics: dict
   phases: Dict[str, dict]
   trained_now: bool
+  selection: Optional[dict] = None
 
 
 def _check_same_run(paths: run_dir.RunPaths, config: TrainConfig) -> None:
@@ -125,14 +131,18 @@ def phase_summary(rows: Sequence[dict]) -> dict:
   }
 
 
-def _compiled_model(config: TrainConfig, phase: Phase, weights: Optional[str]) -> keras.Model:
+def _compiled_model(config: TrainConfig, phase: Phase, weights: Optional[str],
+                    steps_per_epoch: int) -> keras.Model:
   """NIMA for `phase`, from `config.weights` or, when given, a finished phase's weights.
 
   Call under the strategy's scope.
   """
+  step_decay = ((config.step_decay_rate, config.step_decay_epochs * steps_per_epoch)
+                if config.decay_schedule == config_lib.STEP else None)
   return model_lib.training_model(
       dataclasses.replace(model_config(config), weights=weights or config.weights),
-      phase.train_base, config.optimizer, phase.learning_rate, phase.decay)
+      phase.train_base, config.optimizer, phase.learning_rate, phase.decay,
+      phase.learning_rate_base, step_decay)
 
 
 HISTORY_PANELS = (("loss", "EMD loss (lower is better)"),
@@ -190,6 +200,8 @@ class _Inputs:
 
 
 def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inputs:
+  data.check_not_empty(config.records_dir, splits.TRAIN, "train on")
+  data.check_stored_size(config.records_dir, model_config(config).input_size)
   num_train = data.num_examples(config.records_dir, splits.TRAIN, config.samples_per_bin)
   num_val = dataset_info.read(config.records_dir)["records_per_split"].get(splits.VALIDATION, 0)
   inputs = _Inputs(
@@ -204,14 +216,16 @@ def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inpu
         drop_remainder=is_tpu)
     inputs.validation_local = data.make_dataset(config.records_dir, splits.VALIDATION,
                                                 input_config(config))
-  if config.precise_bn_batches:
+  bn_batches = config_lib.precise_bn_batches(config)
+  if bn_batches:
     # The same batches on every worker: seeded, unsharded, of one replica's size.
     per_replica = max(1, config.global_batch_size // strategy.num_replicas_in_sync)
     inputs.bn_batches = data.make_dataset(
         config.records_dir, splits.TRAIN, input_config(
             config, samples_per_bin=config.samples_per_bin, global_batch_size=per_replica,
-            seed=PRECISE_BN_SEED), training=True).take(config.precise_bn_batches)
-  print(f"Training NIMA ({config.backbone} alpha={config.alpha}, {config.image_size} px, "
+            seed=PRECISE_BN_SEED), training=True).take(bn_batches)
+  print(f"Training NIMA ({config.backbone} alpha={config.alpha}, "
+        f"{model_config(config).input_size} px, "
         f"weights={config.weights}) on {num_train} images of {config.records_dir}: "
         f"{strategy.num_replicas_in_sync} replica(s) of {type(strategy).__name__}, global "
         f"batch {config.global_batch_size}, {inputs.steps} steps per epoch", flush=True)
@@ -219,13 +233,16 @@ def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inpu
 
 
 def _fit_phase(model: keras.Model, phase: Phase, paths: run_dir.RunPaths, inputs: _Inputs,
-               global_batch_size: int, first_epoch: int,
+               config: TrainConfig, first_epoch: int,
                callbacks: Sequence[keras.callbacks.Callback]) -> List[dict]:
   """Trains one phase to its last epoch, resuming from its backup; returns its history.
 
   `first_epoch` is the run-wide number of its first epoch (TensorBoard's axis).
+  With validation data, `callbacks_lib.BestEpoch` (last, so that it sees
+  every callback's logs) keeps the run's best epoch on `config.select_by`.
   """
-  epoch_log = callbacks_lib.EpochLog(paths, phase.name, inputs.steps * global_batch_size)
+  epoch_log = callbacks_lib.EpochLog(paths, phase.name,
+                                     inputs.steps * config.global_batch_size)
   phase_callbacks = [
       keras.callbacks.BackupAndRestore(paths.backup(phase.name), delete_checkpoint=False),
       epoch_log,
@@ -235,12 +252,15 @@ def _fit_phase(model: keras.Model, phase: Phase, paths: run_dir.RunPaths, inputs
     phase_callbacks.insert(0, callbacks_lib.RankCorrelationCallback(inputs.validation_local))
   if inputs.bn_batches is not None and phase.train_base:
     phase_callbacks.insert(0, callbacks_lib.PreciseBatchNorm(inputs.bn_batches))
+  best_epoch = [callbacks_lib.BestEpoch(
+      paths, phase.name, config.select_by, config_lib.MONITORS[config.select_by],
+      config.patience)] if inputs.validation is not None else []
   with warnings.catch_warnings():
     # Keras learns the length of the validation set (of unknown cardinality)
     # on its first pass, and warns then that the input ran out of data.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     model.fit(inputs.train, epochs=phase.epochs, steps_per_epoch=inputs.steps, shuffle=False,
-              validation_data=inputs.validation, callbacks=phase_callbacks + list(callbacks),
+              validation_data=inputs.validation, callbacks=phase_callbacks + list(callbacks) + best_epoch,
               verbose=1 if sys.stdout.isatty() else 2)
   return epoch_log.rows
 
@@ -282,7 +302,8 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: run_dir
   if test_metrics is not None:
     print(f"{chief.output_dir} holds a finished run: not training again.", flush=True)
     return TrainResult(paths.output_dir, test_metrics,
-                       {name: phase_summary(rows) for name, rows in histories.items()}, False)
+                       {name: phase_summary(rows) for name, rows in histories.items()}, False,
+                       run_dir.read_json(chief.artifact(run_dir.SELECTION_FILE)))
 
   previous_policy = keras.config.dtype_policy()
   if config.mixed_precision:
@@ -299,16 +320,20 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: run_dir
         print(f"Phase {phase.name!r} is done (marker in {chief.checkpoint_dir}).", flush=True)
         weights, model = chief.phase_weights(phase.name), None
         continue
+      base_rate = ("" if phase.learning_rate_base is None or not phase.train_base
+                   else f", base {phase.learning_rate_base:g}")
+      decay = (f"x{config.step_decay_rate:g} every {config.step_decay_epochs} epochs"
+               if config.decay_schedule == config_lib.STEP else f"decay {phase.decay:g}")
       print(f"Phase {phase.name!r}: {phase.epochs} epochs, "
-            f"{'all layers' if phase.train_base else 'base frozen'}, learning rate "
-            f"{phase.learning_rate:g} (decay {phase.decay:g})", flush=True)
+            f"{'all layers' if phase.train_base else 'base frozen'}, {config.optimizer} "
+            f"learning rate {phase.learning_rate:g}{base_rate} ({decay})", flush=True)
       if paths is not chief:
         run_dir.copy_folder(chief.backup(phase.name), paths.backup(phase.name))
       with strategy.scope():
-        model = _compiled_model(config, phase, weights)
+        model = _compiled_model(config, phase, weights, inputs.steps)
       first_epoch = 1 + sum(p.epochs for p in config_lib.phases(config)[:index])
-      histories[phase.name] = _fit_phase(model, phase, paths, inputs, config.global_batch_size,
-                                         first_epoch, callbacks)
+      histories[phase.name] = _fit_phase(model, phase, paths, inputs, config, first_epoch,
+                                         callbacks)
       weights = paths.phase_weights(phase.name)
       run_dir.save_weights(model, weights)
       run_dir.write_json(paths.phase_marker(phase.name), phase_summary(histories[phase.name]))
@@ -317,33 +342,67 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: run_dir
 
     if model is None:
       with strategy.scope():
-        model = _compiled_model(config, config_lib.phases(config)[-1], weights)
+        model = _compiled_model(config, config_lib.phases(config)[-1], weights, inputs.steps)
     phase_summaries = {name: phase_summary(rows) for name, rows in histories.items()}
+    selection = _select_best(model, config, paths, histories)
     test_metrics = _export(model, config, paths, histories, phase_summaries)
   finally:
     keras.config.set_dtype_policy(previous_policy)
-  return TrainResult(paths.output_dir, test_metrics, phase_summaries, trained_now)
+  return TrainResult(paths.output_dir, test_metrics, phase_summaries, trained_now, selection)
+
+
+def _select_best(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
+                 histories: Dict[str, List[dict]]) -> dict:
+  """Loads the best epoch's weights into `model` and writes `selection.json`.
+
+  Without validation data there is no best epoch: the last one is kept, and
+  the selection says so (monitor and value None).
+  """
+  selection = run_dir.read_json(paths.best_state())
+  if selection is None:
+    last = [name for name, rows in histories.items() if rows][-1]
+    selection = {"phase": last, "epoch": histories[last][-1]["epoch"], "monitor": None,
+                 "value": None}
+    print(f"No validation split: keeping the last epoch, not one selected by "
+          f"{config.select_by}.", flush=True)
+  else:
+    run_dir.load_weights(model, paths.best_weights(selection["phase"], selection["epoch"]))
+  run_dir.write_json(paths.artifact(run_dir.SELECTION_FILE), selection)
+  return selection
 
 
 def _export(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
             histories: Dict[str, List[dict]], phase_summaries: Dict[str, dict]) -> dict:
-  """Writes the model, its weights, timings, card and plot, then the test metrics (last)."""
-  run_dir.save_model(model, paths.artifact(run_dir.MODEL_FILE))
-  inference_model = model_lib.build_model(
-      dataclasses.replace(model_config(config), weights=model_lib.NO_WEIGHTS))
+  """Writes the model, its weights, timings, card and plot, then the test metrics (last).
+
+  The model and the test metrics are a float32 copy of `model` (same
+  weights): a mixed-precision run's artifacts still compute in float32
+  wherever they are loaded (`evaluate`, `predict` and `export` on CPUs too).
+  """
+  with distribution.dtype_policy("float32"):
+    inference_model = model_lib.build_model(
+        dataclasses.replace(model_config(config), weights=model_lib.NO_WEIGHTS))
   inference_model.set_weights(model.get_weights())
-  run_dir.save_weights(inference_model, paths.artifact(run_dir.WEIGHTS_FILE))
+  model = inference_model
+  run_dir.save_model(model, paths.artifact(run_dir.MODEL_FILE))
+  run_dir.save_weights(model, paths.artifact(run_dir.WEIGHTS_FILE))
   run_dir.write_json(paths.artifact(run_dir.WALL_TIME_FILE), phase_summaries)
   run_dir.write_json(paths.artifact(run_dir.MODEL_CARD_FILE), model_card.make(
       dataclasses.asdict(config), dataset_info.read(config.records_dir),
       {name: summary["epochs"] for name, summary in phase_summaries.items()},
       run_dir.read_json(paths.artifact(run_dir.SELECTION_FILE))))
   write_history_plot(paths, histories)
-  test_data = data.make_dataset(config.records_dir, splits.TEST, input_config(config))
-  predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
-  test_metrics = metrics.summarize(predictions.true, predictions.pred)
-  summaries.write_test_metrics(paths.tensorboard_dir, test_metrics,
-                               sum(summary["epochs"] for summary in phase_summaries.values()))
+  try:
+    data.check_not_empty(config.records_dir, splits.TEST, "test")
+  except data.EmptySplitError as error:
+    print(f"No test split ({error}): test metrics skipped.", flush=True)
+    test_metrics = {"count": 0}
+  else:
+    test_data = data.make_dataset(config.records_dir, splits.TEST, input_config(config))
+    predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
+    test_metrics = metrics.summarize(predictions.true, predictions.pred)
+    summaries.write_test_metrics(paths.tensorboard_dir, test_metrics,
+                                 sum(summary["epochs"] for summary in phase_summaries.values()))
   run_dir.write_json(paths.artifact(run_dir.TEST_METRICS_FILE), test_metrics)
   return test_metrics
 
@@ -353,9 +412,21 @@ def main(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if flags.FLAGS.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
     distribution.split_cpu(flags.FLAGS.cpu_replicas)
-  result = train(config_lib.config_from_flags())
-  print(f"Test metrics ({result.test_metrics.get('count')} images): " + ", ".join(
-      f"{key} {value:.4f}" for key, value in result.test_metrics.items() if key != "count"))
+  try:
+    result = train(config_lib.config_from_flags())
+  except data.RecordsError as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(cli.USAGE_ERROR)
+  if result.selection:
+    selection = result.selection
+    print(f"Selected epoch {selection['epoch']} of phase {selection['phase']!r}" + (
+        f" ({selection['monitor']} {selection['value']:.4f})" if selection["monitor"] else
+        " (the last: no validation split)"))
+  if result.test_metrics.get("count"):
+    print(f"Test metrics ({result.test_metrics['count']} images): " + ", ".join(
+        f"{key} {value:.4f}" for key, value in result.test_metrics.items() if key != "count"))
+  else:
+    print("No test split: no test metrics.")
   for name, summary in result.phases.items():
     if summary["epochs"]:
       print(f"Phase {name}: {summary['epochs']} epochs in {summary['seconds']:.0f} s, "

@@ -47,7 +47,7 @@ def test_own_records_take_ava_defaults_and_need_an_output_dir():
   with pytest.raises(app.UsageError, match="--output_dir"):
     config_lib.config_from_flags(flag_values, environ={})
   config = config_lib.config_from_flags(flag_values, environ={"AIP_MODEL_DIR": "gs://b/model"})
-  assert (config.output_dir, config.weights, config.image_size) == (
+  assert (config.output_dir, config.weights, train.model_config(config).input_size) == (
       "gs://b/model", model_lib.IMAGENET, 224)
 
 
@@ -60,3 +60,24 @@ def test_vertex_ai_folders_are_honoured():
       "gs://b/out", "gs://b/ckpt", "gs://b/tb")
   default = train.run_paths(dataclasses.replace(config, checkpoint_dir=None))
   assert default.checkpoint_dir == "gs://b/out/checkpoints"
+
+
+def test_paper_recipe_sets_the_papers_settings_and_explicit_flags_override():
+  config = config_lib.config_from_flags(parse_flags(
+      ["--records_dir=r", "--output_dir=o", "--recipe=paper", "--epochs_all=30"]), environ={})
+  assert (config.optimizer, config.epochs_head, config.learning_rate_all,
+          config.learning_rate_base, config.decay_schedule, config.step_decay_rate,
+          config.step_decay_epochs, config.dropout, config.epochs_all) == (
+              "sgd", 0, 3e-6, 3e-7, config_lib.STEP, 0.95, 10, 0.75, 30)
+  phase, = config_lib.phases(config)
+  assert (phase.train_base, phase.learning_rate, phase.learning_rate_base) == (True, 3e-6, 3e-7)
+
+
+def test_seed_recipe_is_the_default_configuration():
+  default = config_lib.TrainConfig(records_dir="r", output_dir="o")
+  assert default.recipe == "seed"
+  assert {key: getattr(default, key) for key in config_lib.RECIPES["seed"]} == (
+      config_lib.RECIPES["seed"])
+  explicit = config_lib.config_from_flags(parse_flags(
+      ["--records_dir=r", "--output_dir=o", "--recipe=seed"]), environ={})
+  assert explicit == default

@@ -165,3 +165,17 @@ def test_grids_show_highest_and_lowest_predictions_and_largest_errors_with_score
   assert grids[evaluate.ERRORS_FIGURE] == [4, 2]
   assert evaluate.caption(next(predictions.itertuples())) == (
       "1\ntrue 5.00 ± 1.00\npred 5.10 ± 1.50")
+
+
+def test_command_line_refuses_an_empty_split_with_one_line(run, tmp_path):  # pylint: disable=redefined-outer-name
+  records_dir = str(tmp_path / "records")
+  scoring_fixtures.write_records(records_dir, num_train=4, num_test=0)
+  completed = subprocess.run(
+      [sys.executable, "-m", "nima_tf.evaluate", f"--model_dir={run['model_dir']}",
+       f"--records_dir={records_dir}", f"--output_dir={tmp_path / 'evaluation'}"],
+      capture_output=True, text=True, check=False)
+  assert completed.returncode == 2
+  assert "Traceback" not in completed.stderr
+  assert completed.stderr.strip().splitlines()[-1] == (
+      f"error: the test split of {records_dir} holds no records: nothing to evaluate")
+  assert not (tmp_path / "evaluation").exists()

@@ -157,3 +157,58 @@ def test_freezing_the_base_leaves_only_the_head_trainable():
   assert len(nima.trainable_weights) == 2
   model.set_base_trainable(nima, True)
   assert len(nima.trainable_weights) == all_trainable > 2
+
+
+def one_sgd_step(base_learning_rate, learning_rate=0.1):
+  """(base weights before, after, head kernel before, after) of one SGD step from seeded weights."""
+  keras.utils.set_random_seed(0)
+  nima = model.training_model(small_config(image_size=32, dropout=0.0), train_base=True,
+                              optimizer="sgd", learning_rate=learning_rate,
+                              base_learning_rate=base_learning_rate)
+  images = pixels(small_config(image_size=32), n=4)
+  labels = np.full((4, 10), 0.1, np.float32)
+  labels[:, 9] = 0.5
+  labels /= labels.sum(axis=1, keepdims=True)
+  base = nima.get_layer(model.BASE_LAYER)
+  before = ([w.numpy().copy() for w in base.trainable_weights],
+            nima.get_layer("distribution").kernel.numpy().copy())
+  nima.train_on_batch(images, labels)
+  after = ([w.numpy() for w in base.trainable_weights],
+           nima.get_layer("distribution").kernel.numpy())
+  return before, after
+
+
+def test_base_learns_at_its_own_learning_rate():
+  (base_0, head_0), (base_1, head_1) = one_sgd_step(base_learning_rate=0.01)
+  (ref_base_0, _), (ref_base_1, _) = one_sgd_step(base_learning_rate=None, learning_rate=0.01)
+  assert not np.allclose(head_0, head_1)
+  for start, end, ref_start, ref_end in zip(base_0, base_1, ref_base_0, ref_base_1):
+    np.testing.assert_array_equal(start, ref_start)
+    np.testing.assert_allclose(end - start, ref_end - ref_start, rtol=1e-3, atol=1e-6)
+  assert any(not np.array_equal(start, end) for start, end in zip(base_0, base_1))
+
+
+def test_step_decay_multiplies_the_rate_every_period():
+  schedule = model.learning_rate_schedule(3e-6, decay=0.5, step_decay=(0.95, 20))
+  rates = [float(schedule(step)) for step in (0, 19, 20, 39, 40)]
+  np.testing.assert_allclose(rates, [3e-6, 3e-6, 2.85e-6, 2.85e-6, 3e-6 * 0.95**2], rtol=1e-6)
+
+
+def test_dropout_rate_of_the_config_reaches_the_model():
+  nima = model.build_model(small_config(image_size=32, dropout=0.6))
+  assert nima.get_layer("dropout").rate == 0.6
+
+
+def test_dropout_comes_before_the_output_layer():
+  nima = model.build_model(small_config(image_size=32, dropout=0.9))
+  outputs = nima(pixels(small_config(image_size=32), n=4), training=True)
+  assert nima.layers[-1].name == "distribution"
+  np.testing.assert_allclose(np.sum(outputs, axis=1), 1.0, rtol=1e-5)
+
+
+def test_vgg16_preprocessing_normalizes_each_channel_over_the_last_axis():
+  rng = np.random.default_rng(0)
+  images = rng.uniform(0, 255, (2, 3, 4, 3)).astype(np.float32)
+  expected = images[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
+  np.testing.assert_allclose(model.Preprocessing("vgg16")(images), expected, rtol=1e-5,
+                             atol=1e-4)

@@ -8,7 +8,9 @@ import keras
 import numpy as np
 import pytest
 
+from nima_tf import callbacks as callbacks_lib
 from nima_tf import config as config_lib
+from nima_tf import data
 from nima_tf import distribution
 from nima_tf import model as model_lib
 from nima_tf import run_dir
@@ -202,3 +204,152 @@ def test_training_runs_on_a_two_worker_cluster(small_records, tmp_path):
   assert len(logs[0]) == 1 and logs[0] == logs[1]
   with open(os.path.join(cluster_dir, "model", run_dir.TEST_METRICS_FILE)) as f:
     assert json.load(f)["count"] == 16
+
+
+def test_build_without_a_test_split_trains_and_skips_test_metrics(small_records, tmp_path,
+                                                                   capsys):
+  records_dir = str(tmp_path / "records")
+  made = record_fixtures.synthetic_records(range(1, 49), stored_size=48, longer_side=96)
+  record_fixtures.write_records(records_dir, {splits.TRAIN: made[:32],
+                                              splits.VALIDATION: made[32:], splits.TEST: []})
+  result = train.train(tiny_config(records_dir, str(tmp_path / "run"), epochs_all=0))
+  assert result.test_metrics == {"count": 0}
+  assert "No test split" in capsys.readouterr().out
+  assert os.path.exists(tmp_path / "run" / run_dir.MODEL_FILE)
+  assert json.loads((tmp_path / "run" / run_dir.TEST_METRICS_FILE).read_text()) == {"count": 0}
+
+
+def test_empty_train_split_is_a_one_line_error(tmp_path):
+  records_dir = str(tmp_path / "records")
+  made = record_fixtures.synthetic_records(range(1, 9), stored_size=48, longer_side=96)
+  record_fixtures.write_records(records_dir, {splits.TRAIN: [], splits.VALIDATION: made[:4],
+                                              splits.TEST: made[4:]})
+  with pytest.raises(data.EmptySplitError, match="^the train split of .* holds no records: "
+                     "nothing to train on$"):
+    train.train(tiny_config(records_dir, str(tmp_path / "run")))
+
+
+class ScriptedValidation(keras.callbacks.Callback):
+  """Sets `monitor` in the epoch logs to scripted values by (phase, epoch); keeps each epoch's weights."""
+
+  def __init__(self, monitor: str, values: dict):
+    super().__init__()
+    self._monitor, self._values = monitor, values
+    self.weights = {}
+
+  def on_epoch_end(self, epoch, logs=None):
+    trainable = self.model.get_layer(model_lib.BASE_LAYER).trainable
+    key = (config_lib.ALL if trainable else config_lib.HEAD, epoch + 1)
+    logs[self._monitor] = self._values[key]
+    self.weights[key] = self.model.get_weights()
+
+
+def saved_weights(config: config_lib.TrainConfig, path: str) -> list:
+  nima = model_lib.build_model(dataclasses.replace(train.model_config(config),
+                                                   weights=model_lib.NO_WEIGHTS))
+  nima.load_weights(path)
+  return nima.get_weights()
+
+
+def test_best_epoch_is_kept_across_phases_and_a_resume(small_records, tmp_path):
+  config = tiny_config(small_records, str(tmp_path / "run"), select_by="val_loss")
+  values = {(config_lib.HEAD, 1): 0.5, (config_lib.ALL, 1): 0.2, (config_lib.ALL, 2): 0.9}
+  first = ScriptedValidation("val_loss", values)
+  with pytest.raises(Crash):
+    train.train(config, callbacks=[first, Interrupt(epoch=1, batch=1)])
+  result = train.train(config, callbacks=[ScriptedValidation("val_loss", values)])
+  expected = {"phase": config_lib.ALL, "epoch": 1, "monitor": "val_loss", "value": 0.2}
+  assert result.selection == expected
+  assert json.loads((tmp_path / "run" / run_dir.SELECTION_FILE).read_text()) == expected
+  best = first.weights[(config_lib.ALL, 1)]
+  for path in (run_dir.WEIGHTS_FILE, run_dir.MODEL_FILE):
+    if path == run_dir.MODEL_FILE:
+      actual = keras.models.load_model(tmp_path / "run" / path, compile=False).get_weights()
+    else:
+      actual = saved_weights(config, str(tmp_path / "run" / path))
+    assert len(actual) == len(best)
+    for got, want in zip(actual, best):
+      np.testing.assert_array_equal(got, want)
+
+
+def test_best_epoch_callback_keeps_the_highest_srcc_by_default(tmp_path):
+  paths = run_dir.run_paths(str(tmp_path))
+  monitor = config_lib.TrainConfig(records_dir="r", output_dir="o").select_by
+  best = callbacks_lib.BestEpoch(paths, config_lib.ALL, monitor, config_lib.MONITORS[monitor])
+  best.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+  best.on_train_begin()
+  for epoch, value in enumerate([0.3, 0.6, float("nan"), 0.5]):
+    best.on_epoch_end(epoch, {monitor: value})
+  assert run_dir.read_json(paths.best_state()) == {
+      "phase": config_lib.ALL, "epoch": 2, "monitor": "val_srcc_mean", "value": 0.6}
+  assert sorted(os.listdir(paths.checkpoint_dir)) == ["best.json", "best_all_2.weights.h5"]
+
+
+def test_patience_stops_a_phase_that_no_longer_improves(small_records, tmp_path):
+  config = tiny_config(small_records, str(tmp_path / "run"), epochs_head=0, epochs_all=5,
+                       select_by="val_loss", patience=2)
+  values = {(config_lib.ALL, epoch): value for epoch, value in
+            enumerate([0.5, 0.3, 0.4, 0.35, 0.1], start=1)}
+  result = train.train(config, callbacks=[ScriptedValidation("val_loss", values)])
+  assert result.phases[config_lib.ALL]["epochs"] == 4
+  assert result.selection["epoch"] == 2
+
+
+def _layers(layer):
+  for sublayer in getattr(layer, "layers", ()):
+    yield sublayer
+    yield from _layers(sublayer)
+
+
+def test_mixed_precision_run_saves_a_float32_model(small_records, tmp_path):
+  config = tiny_config(small_records, str(tmp_path / "run"), epochs_all=1,
+                       mixed_precision=True)
+  train.train(config)
+  saved = run_dir.load_model(str(tmp_path / "run" / run_dir.MODEL_FILE))
+  policies = {layer.dtype_policy.name for layer in _layers(saved)}
+  assert policies == {"float32"}
+  rebuilt = model_lib.build_model(dataclasses.replace(train.model_config(config),
+                                                      weights=model_lib.NO_WEIGHTS))
+  rebuilt.load_weights(tmp_path / "run" / run_dir.WEIGHTS_FILE)
+  images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+  np.testing.assert_allclose(saved.predict(images, verbose=0),
+                             rebuilt.predict(images, verbose=0), atol=1e-6)
+
+
+def test_default_input_size_is_the_backbones_native_size(small_records):
+  config = config_lib.TrainConfig(records_dir=small_records, output_dir="o",
+                                  backbone="inception_resnet_v2")
+  assert train.model_config(config).input_size == 299
+  assert train.input_config(config).image_size == 299
+
+
+def test_records_too_small_for_a_random_crop_are_refused_with_the_build_flag(small_records,
+                                                                             tmp_path):
+  config = tiny_config(small_records, str(tmp_path / "run"), image_size=48)
+  with pytest.raises(data.RecordsError, match=r"stored at 48 px.*need 55 px.*"
+                     r"build_records.py --image_size=55`, or pass --image_size=42$"):
+    train.train(config)
+
+
+def test_precise_batch_norm_is_off_by_default_from_trained_weights():
+  settings = {"records_dir": "r", "output_dir": "o"}
+  assert config_lib.precise_bn_batches(config_lib.TrainConfig(**settings)) == 0
+  assert config_lib.precise_bn_batches(config_lib.TrainConfig(
+      **settings, weights="/w/nima.weights.h5")) == 0
+  assert config_lib.precise_bn_batches(config_lib.TrainConfig(**settings, weights="none")) == 20
+  assert config_lib.precise_bn_batches(config_lib.TrainConfig(
+      **settings, weights="none", precise_bn_batches=0)) == 0
+
+
+def test_only_the_all_layers_phase_trains_the_base(small_records):
+  config = tiny_config(small_records, "unused")
+  trains_base = {}
+  for phase in config_lib.phases(config):
+    nima = train._compiled_model(config, phase, None, steps_per_epoch=1)  # pylint: disable=protected-access
+    base = nima.get_layer(model_lib.BASE_LAYER)
+    before = [weight.numpy().copy() for weight in base.weights]
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    nima.train_on_batch(images, np.full((4, 10), 0.1, np.float32))
+    trains_base[phase.name] = any(not np.array_equal(old, new.numpy())
+                                  for old, new in zip(before, base.weights))
+  assert trains_base == {config_lib.HEAD: False, config_lib.ALL: True}
