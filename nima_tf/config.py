@@ -23,6 +23,8 @@ BACKBONES = ("mobilenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_la
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
 HEAD, ALL = "head", "all"
+CACHE_AUTO, CACHE_MEMORY, CACHE_FILE = "auto", "memory", "file"
+CACHE_MODES = (CACHE_AUTO, CACHE_MEMORY, CACHE_FILE)
 VERTEX_ENV = {"output_dir": "AIP_MODEL_DIR", "checkpoint_dir": "AIP_CHECKPOINT_DIR",
               "tensorboard_dir": "AIP_TENSORBOARD_LOG_DIR"}
 
@@ -55,6 +57,7 @@ class TrainConfig:
   learning_rate_all: float = 3e-5
   decay_all: float = 2.3e-5
   samples_per_bin: Optional[int] = None
+  cache: str = CACHE_AUTO
   shuffle_buffer: int = 2048
   precise_bn_batches: int = 20
   mixed_precision: bool = False
@@ -67,6 +70,8 @@ class TrainConfig:
       raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+    if self.cache not in CACHE_MODES:
+      raise ValueError(f"unknown cache {self.cache!r}; choose one of {CACHE_MODES}")
     if self.epochs_head < 0 or self.epochs_all < 0 or not self.epochs_head + self.epochs_all:
       raise ValueError("epochs_head and epochs_all must be >= 0, and not both 0")
 
@@ -153,7 +158,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define("float", "learning_rate_all", "Learning rate of phase 2.")
   define("float", "decay_all", "Phase 2 rate is lr / (1 + decay * step).")
   define("integer", "samples_per_bin", "Train on at most this many images of each of the 10 "
-         "rating bins (floor of the mean score). Default: every image.", lower_bound=1)
+         "rating bins (floor of the mean score), selected once per run; prints and stores "
+         "the per-bin counts (bin_counts.json). Default: every image.", lower_bound=1)
+  define("enum", "cache", "Where the training records are kept after the first pass. "
+         "With --samples_per_bin: auto = in memory up to 1 GiB of records, else as file; memory; "
+         "file = a local temporary folder, one file per record. Without: memory keeps the "
+         "split in memory; auto and file read its shards every epoch.", CACHE_MODES)
   define("integer", "shuffle_buffer", "Records in the shuffle buffer.", lower_bound=1)
   define("integer", "precise_bn_batches", "Batches over which batch-norm statistics are "
          "re-estimated before each validation of the all-layers phase (0 = never).",
