@@ -12,6 +12,7 @@ validation metric per epoch, both phases in a row.
 """
 
 import dataclasses
+import math
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -64,10 +65,14 @@ def lower_is_better(monitor: str) -> bool:
   return monitor.endswith("loss") or monitor.endswith("emd")
 
 
+def _is_number(value) -> bool:
+  return value is not None and not math.isnan(value)
+
+
 def best_epoch(histories: Dict[str, List[dict]], monitor: str = DEFAULT_MONITOR) -> Optional[dict]:
   """The epoch of the best `monitor` over the phases, as `selection.json` says it."""
   candidates = [(row[monitor], phase, row["epoch"]) for phase, rows in histories.items()
-                for row in rows if row.get(monitor) is not None]
+                for row in rows if _is_number(row.get(monitor))]
   if not candidates:
     return None
   pick = min if lower_is_better(monitor) else max
@@ -111,7 +116,7 @@ def sort_runs(runs: Sequence[Run]) -> List[Run]:
   def key(run):
     row = run.selected_row() or {}
     value = row.get(monitor)
-    return (value is None, sign * value if value is not None else 0.0)
+    return (not _is_number(value), sign * value if _is_number(value) else 0.0)
 
   return sorted(runs, key=key)
 
@@ -168,14 +173,14 @@ def plot_validation_curves(runs: Sequence[Run]) -> bytes:
     for phase in (config_lib.HEAD, config_lib.ALL):
       for row in run.histories.get(phase, []):
         epoch += 1
-        if row.get(monitor) is not None:
+        if _is_number(row.get(monitor)):
           points.append((epoch, row[monitor]))
         if run.selection and (phase, row["epoch"]) == (run.selection["phase"],
                                                         run.selection["epoch"]):
           selected = (epoch, row.get(monitor))
     if points:
       line, = axes.plot(*zip(*points), "o-", markersize=3, label=run.path)
-      if selected and selected[1] is not None:
+      if selected and _is_number(selected[1]):
         axes.plot(*selected, "*", markersize=12, color=line.get_color())
   axes.set(title="Validation per epoch (star: selected epoch)", xlabel="epoch (both phases)",
            ylabel=", ".join(sorted(monitors)))

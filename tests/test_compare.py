@@ -64,6 +64,13 @@ def test_runs_are_sorted_by_the_selected_epoch_with_the_settings_that_differ(tmp
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_an_epoch_without_a_score_is_never_the_best():
+  histories = {"head": [{"epoch": 1, "val_srcc_mean": float("nan")}],
+               "all": [{"epoch": 1, "val_srcc_mean": 0.2}, {"epoch": 2, "val_srcc_mean": 0.1}]}
+  assert compare.best_epoch(histories) == {
+      "phase": "all", "epoch": 1, "monitor": "val_srcc_mean", "value": 0.2}
+
+
 def test_a_loss_monitor_sorts_lowest_first():
   histories = {"head": [{"epoch": 1, "val_loss": 0.3}],
                "all": [{"epoch": 1, "val_loss": 0.1}, {"epoch": 2, "val_loss": 0.2}]}
