@@ -27,6 +27,8 @@ NO_WEIGHTS = "none"
 HEAD, ALL = "head", "all"
 # Validation metrics that select the run's best epoch: whether higher is better.
 MONITORS = {"val_srcc_mean": True, "val_loss": False}
+CACHE_AUTO, CACHE_MEMORY, CACHE_FILE = "auto", "memory", "file"
+CACHE_MODES = (CACHE_AUTO, CACHE_MEMORY, CACHE_FILE)
 VERTEX_ENV = {"output_dir": "AIP_MODEL_DIR", "checkpoint_dir": "AIP_CHECKPOINT_DIR",
               "tensorboard_dir": "AIP_TENSORBOARD_LOG_DIR"}
 
@@ -64,6 +66,7 @@ class TrainConfig:
   step_decay_rate: float = 0.95
   step_decay_epochs: int = 10
   samples_per_bin: Optional[int] = None
+  cache: str = CACHE_AUTO
   shuffle_buffer: int = 2048
   precise_bn_batches: Optional[int] = None
   mixed_precision: bool = False
@@ -87,6 +90,8 @@ class TrainConfig:
       raise ValueError(f"unknown select_by {self.select_by!r}; choose one of {tuple(MONITORS)}")
     if self.patience is not None and self.patience < 1:
       raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+    if self.cache not in CACHE_MODES:
+      raise ValueError(f"unknown cache {self.cache!r}; choose one of {CACHE_MODES}")
     if self.epochs_head < 0 or self.epochs_all < 0 or not self.epochs_head + self.epochs_all:
       raise ValueError("epochs_head and epochs_all must be >= 0, and not both 0")
 
@@ -223,7 +228,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define("integer", "step_decay_epochs", "Epochs between steps of the step schedule.",
          lower_bound=1)
   define("integer", "samples_per_bin", "Train on at most this many images of each of the 10 "
-         "rating bins (floor of the mean score). Default: every image.", lower_bound=1)
+         "rating bins (floor of the mean score), selected once per run; prints and stores "
+         "the per-bin counts (bin_counts.json). Default: every image.", lower_bound=1)
+  define("enum", "cache", "Where the training records are kept after the first pass. "
+         "With --samples_per_bin: auto = in memory up to 1 GiB of records, else as file; memory; "
+         "file = a local temporary folder, one file per record. Without: memory keeps the "
+         "split in memory; auto and file read its shards every epoch.", CACHE_MODES)
   define("integer", "shuffle_buffer", "Records in the shuffle buffer.", lower_bound=1)
   define("integer", "precise_bn_batches", "Batches over which batch-norm statistics are "
          "re-estimated before each validation of the all-layers phase (0 = never). Default: "

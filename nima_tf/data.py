@@ -42,30 +42,43 @@ yields global batches and the strategy splits them.
 
 `samples_per_bin`, from the project's origins: AVA's mean scores cluster
 around 5.5, so training may take at most N images from each of the 10 rating
-bins (`ratings.score_bin`). Every pipeline selects the same subset: the first
-N of each bin in a fixed, seeded order of the files, read deterministically,
-then shards and shuffles it. The subset is random (records are hashed into
-shards) and stays the same from epoch to epoch.
+bins (`ratings.score_bin`). `select_subset` picks that subset once per run,
+in one pass over the split: in each bin, the N images of lowest hash of
+their id, so every worker and every resumption selects the same images
+whatever the order of the files. It keeps the selected records (in memory
+within `SUBSET_MEMORY_BUDGET` bytes, else one local file each), and every
+epoch serves a full random permutation of them (`BalancedSubset.dataset`):
+no shuffle buffer to mix a stream ordered by bin, and no re-reading of the
+split.
 """
 
 import dataclasses
+import heapq
 import math
+import os
 import random
-from typing import List, Optional
+import shutil
+import tempfile
+import weakref
+from typing import Dict, List, Optional
 
+import numpy as np
 import tensorflow as tf
 
+from nima_tf import config as config_lib
 from nima_tf import dataset_info
 from nima_tf import ratings
 from nima_tf import records
+from nima_tf import splits
 
 AUTOTUNE = tf.data.AUTOTUNE
 CROP_FRACTION = 224 / 256
 MAX_OPEN_SHARDS = 16
 READ_BUFFER_BYTES = 4 * 2**20
-# The file order that picks the balanced subset: fixed, so that every epoch and
-# every worker selects the same images.
-SUBSET_FILE_SEED = 0
+# Serialized records of a balanced subset held in memory at most (`cache=auto`);
+# beyond it, the subset is kept in a local folder, one file per record.
+SUBSET_MEMORY_BUDGET = 2**30
+SELECTION_BATCH = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,37 +164,159 @@ def shard_by_file(num_files: int, num_input_pipelines: int) -> bool:
   return num_files >= num_input_pipelines
 
 
-def num_examples(records_dir: str, split: str,
-                 samples_per_bin: Optional[int] = None) -> int:
-  """Images in `split`: from `dataset_info.json`, or counted for a balanced subset."""
-  if samples_per_bin is None:
-    return int(dataset_info.read(records_dir)["records_per_split"][split])
-  means = _read(list_shards(records_dir, split), shuffle=False, deterministic=False).map(
-      lambda serialized: records.decode_example(serialized)["mean"],
-      num_parallel_calls=AUTOTUNE, deterministic=True)
-  counts = means.reduce(tf.zeros([ratings.NUM_BINS], tf.int64),
-                        lambda counts, mean: counts + tf.one_hot(
-                            score_bin(mean), ratings.NUM_BINS, dtype=tf.int64))
-  return int(tf.reduce_sum(tf.minimum(counts, samples_per_bin)))
+def num_examples(records_dir: str, split: str) -> int:
+  """Images in `split`, from `dataset_info.json`."""
+  return int(dataset_info.read(records_dir)["records_per_split"][split])
 
 
-def score_bin(mean):
-  """`ratings.score_bin` on tensors: bin 0..9 of mean scores."""
-  return tf.clip_by_value(tf.cast(tf.floor(mean), tf.int64) - 1, 0, ratings.NUM_BINS - 1)
+class BalancedSubset:
+  """At most `samples_per_bin` records of each rating bin of a split, selected once.
+
+  Holds the selected serialized records in memory (`records`) or one local
+  file each (`paths`, in a temporary folder removed with the object), in a
+  canonical order: by hash of the image id.
+  """
+
+  def __init__(self, samples_per_bin: int, split_counts: List[int], subset_counts: List[int],
+               records_in_memory: Optional[List[bytes]] = None,
+               paths: Optional[List[str]] = None, cache_dir: Optional[str] = None):
+    self.samples_per_bin = samples_per_bin
+    self.split_counts = split_counts
+    self.subset_counts = subset_counts
+    self.records = records_in_memory
+    self.paths = paths
+    self.cache_dir = cache_dir
+    if cache_dir:
+      weakref.finalize(self, shutil.rmtree, cache_dir, True)
+
+  def __len__(self) -> int:
+    return sum(self.subset_counts)
+
+  def bin_counts(self) -> Dict[str, object]:
+    """The per-bin counts of the split and of the subset, for the run folder."""
+    return {"samples_per_bin": self.samples_per_bin, "split": self.split_counts,
+            "subset": self.subset_counts,
+            "cache": "memory" if self.records is not None else self.cache_dir}
+
+  def describe(self) -> str:
+    where = "in memory" if self.records is not None else f"cached in {self.cache_dir}"
+    return (f"Balanced subset: {len(self)} of {sum(self.split_counts)} images, at most "
+            f"{self.samples_per_bin} per rating bin ({where}).\n"
+            f"  images per bin 1..10 in the split:  {self.split_counts}\n"
+            f"  images per bin 1..10 in the subset: {self.subset_counts}")
+
+  def dataset(self, pipelines: tuple = (1, 0), shuffle: bool = True,
+              seed: Optional[int] = None) -> tf.data.Dataset:
+    """Serialized records of input pipeline `pipelines[1]` of `pipelines[0]`: one pass.
+
+    With `shuffle`, each iteration is a new full random permutation of them;
+    without, the canonical order.
+    """
+    num_pipelines, index = pipelines
+    if len(self) < num_pipelines:
+      raise ValueError(f"a subset of {len(self)} images cannot feed {num_pipelines} input "
+                       "pipelines; raise --samples_per_bin")
+    indices = tf.data.Dataset.range(index, len(self), num_pipelines)
+    if shuffle:
+      indices = indices.shuffle(len(range(index, len(self), num_pipelines)), seed=seed,
+                                reshuffle_each_iteration=True)
+    if self.records is not None:
+      held = tf.constant(self.records)
+      return indices.map(lambda i: tf.gather(held, i))
+    paths = tf.constant(self.paths)
+    return indices.map(lambda i: tf.io.read_file(tf.gather(paths, i)),
+                       num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def take_per_bin(serialized: tf.data.Dataset, samples_per_bin: int) -> tf.data.Dataset:
-  """The first `samples_per_bin` serialized records of each rating bin, in stream order."""
+class _SubsetStore:
+  """Where the candidates of a selection wait: in memory, spilling to files past a budget."""
 
-  def count(seen, one):
-    mean = records.decode_example(one)["mean"]
-    one_hot = tf.one_hot(score_bin(mean), ratings.NUM_BINS, dtype=tf.int64)
-    keep = tf.reduce_sum(seen * one_hot) < samples_per_bin
-    return seen + one_hot, (keep, one)
+  def __init__(self, cache: str, memory_budget: int):
+    self.in_memory = cache != config_lib.CACHE_FILE
+    self.budget = memory_budget if cache == config_lib.CACHE_AUTO else None
+    self.held: Dict[int, bytes] = {}
+    self.held_bytes = 0
+    self.cache_dir = None
 
-  return (serialized.scan(tf.zeros([ratings.NUM_BINS], tf.int64), count)
-          .filter(lambda keep, one: keep)
-          .map(lambda keep, one: one))
+  def _path(self, image_id: int) -> str:
+    return os.path.join(self.cache_dir, f"{image_id}.tfexample")
+
+  def _write(self, image_id: int, serialized: bytes) -> None:
+    if self.cache_dir is None:
+      self.cache_dir = tempfile.mkdtemp(prefix="nima_subset_")
+    with open(self._path(image_id), "wb") as f:
+      f.write(serialized)
+
+  def add(self, image_id: int, serialized: bytes) -> None:
+    if not self.in_memory:
+      self._write(image_id, serialized)
+      return
+    self.held[image_id] = serialized
+    self.held_bytes += len(serialized)
+    if self.budget is not None and self.held_bytes > self.budget:
+      self.in_memory = False
+      for held_id, held in self.held.items():
+        self._write(held_id, held)
+      self.held, self.held_bytes = {}, 0
+
+  def remove(self, image_id: int) -> None:
+    if self.in_memory:
+      self.held_bytes -= len(self.held.pop(image_id))
+    else:
+      os.remove(self._path(image_id))
+
+  def subset(self, ids: List[int], **counts) -> BalancedSubset:
+    if self.in_memory:
+      return BalancedSubset(records_in_memory=[self.held[i] for i in ids], **counts)
+    return BalancedSubset(paths=[self._path(i) for i in ids], cache_dir=self.cache_dir,
+                          **counts)
+
+
+def select_subset(records_dir: str, split: str, samples_per_bin: int,
+                  cache: str = config_lib.CACHE_AUTO,
+                  memory_budget: int = SUBSET_MEMORY_BUDGET) -> BalancedSubset:
+  """The balanced subset of `split`: in each rating bin, the `samples_per_bin` lowest-hashed ids.
+
+  One pass over the split's records, keeping only the current candidates
+  (`cache`: `memory`, `file`, or `auto`: memory until they pass
+  `memory_budget` bytes). A value above every bin's count keeps the split.
+  """
+  if cache not in config_lib.CACHE_MODES:
+    raise ValueError(f"unknown cache {cache!r}; choose one of {config_lib.CACHE_MODES}")
+  if samples_per_bin < 1:
+    raise ValueError(f"samples_per_bin must be positive, got {samples_per_bin}")
+
+  def ids_and_means(serialized):
+    features = records.decode_example(serialized)
+    return serialized, features["image_id"], features["mean"]
+
+  batches = (_read(list_shards(records_dir, split), shuffle=False, deterministic=True)
+             .batch(SELECTION_BATCH).map(ids_and_means, num_parallel_calls=AUTOTUNE))
+  store = _SubsetStore(cache, memory_budget)
+  split_counts = np.zeros(ratings.NUM_BINS, np.int64)
+  candidates = [[] for _ in range(ratings.NUM_BINS)]  # max-heaps of (-hash, id)
+  try:
+    for serialized, image_ids, means in batches.as_numpy_iterator():
+      for one, image_id, score_bin in zip(serialized, image_ids.tolist(),
+                                          ratings.score_bin(means).tolist()):
+        split_counts[score_bin] += 1
+        entry = (-splits.unit_hash("subset", image_id), image_id)
+        heap = candidates[score_bin]
+        if len(heap) < samples_per_bin:
+          heapq.heappush(heap, entry)
+        elif entry > heap[0]:
+          store.remove(heapq.heapreplace(heap, entry)[1])
+        else:
+          continue
+        store.add(image_id, one)
+  except BaseException:
+    if store.cache_dir:
+      shutil.rmtree(store.cache_dir, ignore_errors=True)
+    raise
+  ids = [image_id for _, image_id in sorted(entry for heap in candidates for entry in heap)]
+  return store.subset(ids, samples_per_bin=samples_per_bin,
+                      split_counts=split_counts.tolist(),
+                      subset_counts=[len(heap) for heap in candidates])
 
 
 def crop_window(height, width, image_size: int, seed):
@@ -268,7 +403,8 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  training: bool = False,
                  drop_remainder: Optional[bool] = None, limit: Optional[int] = None,
-                 with_ids: bool = False) -> tf.data.Dataset:
+                 with_ids: bool = False,
+                 subset: Optional[BalancedSubset] = None) -> tf.data.Dataset:
   """Batches of (images (B, S, S, 3), histograms (B, 10) float32) of a split.
 
   Images are RGB in 0..255, as the model takes them: uint8 for training,
@@ -280,36 +416,43 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
   input pipeline's shard; without, the batches are global (and a strategy
   given this dataset shards it by its auto-shard policy). Training streams
   never end; evaluation streams are one pass. `drop_remainder` defaults to
-  `training` (TPUs need it for evaluation too).
+  `training` (TPUs need it for evaluation too). With `config.samples_per_bin`,
+  the stream is `subset` (selected here when not given).
   """
   if training and (limit is not None or with_ids):
     raise ValueError("limit and with_ids apply to evaluation streams only")
-  files = list_shards(records_dir, split)
   context = input_context or tf.distribute.InputContext()
   pipelines = (context.num_input_pipelines, context.input_pipeline_id)
   balanced = config.samples_per_bin is not None
-  by_file = pipelines[0] > 1 and not balanced and shard_by_file(len(files), pipelines[0])
+  by_file = False
   ordered = not training or config.seed is not None
 
-  if balanced:
-    files = random.Random(SUBSET_FILE_SEED).sample(files, len(files))
-    dataset = take_per_bin(_read(files, shuffle=False, deterministic=True),
-                           config.samples_per_bin)
+  if balanced:  # The shards are read once, by `select_subset`.
+    if subset is None:
+      subset = select_subset(records_dir, split, config.samples_per_bin)
+    elif subset.samples_per_bin != config.samples_per_bin:
+      raise ValueError(f"the subset has {subset.samples_per_bin} samples per bin, the "
+                       f"input config {config.samples_per_bin}")
+    dataset = subset.dataset(pipelines, shuffle=training, seed=config.seed)
   else:
+    files = list_shards(records_dir, split)
+    by_file = pipelines[0] > 1 and shard_by_file(len(files), pipelines[0])
     dataset = _read(files, shuffle=training, deterministic=ordered, seed=config.seed,
                     file_shard=pipelines if by_file else None)
   if limit is not None:
     dataset = dataset.take(limit)
-  if pipelines[0] > 1 and not by_file:
+  if pipelines[0] > 1 and not by_file and not balanced:
     dataset = dataset.shard(*pipelines)
-  if config.cache:
+  if config.cache and not balanced:
     dataset = dataset.cache()
 
   batch_size = context.get_per_replica_batch_size(config.global_batch_size)
   drop_remainder = training if drop_remainder is None else drop_remainder
   if training:
-    dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed,
-                              reshuffle_each_iteration=True).repeat()
+    if not balanced:  # A subset's every pass is a full permutation already.
+      dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed,
+                                reshuffle_each_iteration=True)
+    dataset = dataset.repeat()
     seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
     dataset = tf.data.Dataset.zip(dataset.batch(batch_size, drop_remainder),
                                   seeds.batch(batch_size, drop_remainder))
@@ -336,11 +479,12 @@ def make_dataset(records_dir: str, split: str, config: InputConfig,
 
 def distributed_dataset(strategy: tf.distribute.Strategy, records_dir: str, split: str,
                         config: InputConfig, training: bool = False,
-                        drop_remainder: Optional[bool] = None):
+                        drop_remainder: Optional[bool] = None,
+                        subset: Optional[BalancedSubset] = None):
   """`make_dataset` for every input pipeline of `strategy`: per-replica batches."""
   return strategy.distribute_datasets_from_function(
       lambda input_context: make_dataset(records_dir, split, config, input_context, training,
-                                         drop_remainder))
+                                         drop_remainder, subset=subset))
 
 
 def steps_per_epoch(num_images: int, global_batch_size: int) -> int:

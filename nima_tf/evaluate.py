@@ -68,19 +68,39 @@ PUBLISHED_SOURCE = ("Talebi & Milanfar 2018, \"NIMA: Neural Image Assessment\", 
 
 @dataclasses.dataclass(frozen=True)
 class PublishedResult:
-  """NIMA's figures on the official AVA test split, as published."""
+  """A published result on the official AVA test split; None where not reported."""
 
-  base: str
+  model: str
   accuracy: float
-  lcc_mean: float
-  srcc_mean: float
-  emd: float
+  lcc_mean: Optional[float] = None
+  srcc_mean: Optional[float] = None
+  emd: Optional[float] = None
+  lcc_std: Optional[float] = None
+  srcc_std: Optional[float] = None
+  source: str = PUBLISHED_SOURCE
 
 
+# NIMA's published figures, then the earlier baselines the project's
+# seed listed, each with the paper it comes from.
 PUBLISHED = (
-    PublishedResult("MobileNet", 0.8036, 0.518, 0.510, 0.081),
-    PublishedResult("VGG16", 0.8060, 0.610, 0.592, 0.051),
-    PublishedResult("Inception-v2", 0.8151, 0.638, 0.612, 0.050),
+    PublishedResult("NIMA MobileNet", 0.8036, 0.518, 0.510, 0.081, 0.152, 0.137),
+    PublishedResult("NIMA VGG16", 0.8060, 0.610, 0.592, 0.051, 0.205, 0.202),
+    PublishedResult("NIMA Inception-v2", 0.8151, 0.638, 0.612, 0.050, 0.233, 0.218),
+    PublishedResult("Murray et al. 2012", 0.6800, source=(
+        "Murray, Marchesotti & Perronnin 2012, \"AVA: A large-scale database for aesthetic "
+        "visual analysis\", CVPR")),
+    PublishedResult("Kong et al. 2016", 0.7204, source=(
+        "Kong, Shen, Lin, Mech & Fowlkes 2016, \"Photo aesthetics ranking network with "
+        "attributes and content adaptation\", ECCV")),
+    PublishedResult("Lu et al. 2014", 0.7325, source=(
+        "Lu, Lin, Jin, Yang & Wang 2014, \"RAPID: Rating pictorial aesthetics using deep "
+        "learning\", ACM Multimedia")),
+    PublishedResult("Lu et al. 2015", 0.7446, source=(
+        "Lu, Lin, Shen, Mech & Wang 2015, \"Deep multi-patch aggregation network for image "
+        "style, aesthetics, and quality estimation\", ICCV")),
+    PublishedResult("Schwarz et al.", 0.7583, source=(
+        "Schwarz, Wieschollek & Lensch 2018, \"Will people like your image? Learning the "
+        "aesthetic space\", WACV")),
 )
 
 
@@ -326,21 +346,25 @@ def report_markdown(summary: dict, by_bin: pd.DataFrame, context: ReportContext)
       "",
       "## Beside the published results",
       "",
-      "| model | evaluated on | accuracy | LCC (mean) | SRCC (mean) | EMD | comparable with "
-      "this run |",
-      "| --- | --- | --- | --- | --- | --- | --- |",
+      "| model | evaluated on | accuracy | LCC (mean) | SRCC (mean) | EMD "
+      "| LCC (std) | SRCC (std) | source | comparable with this run |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
       f"| this run ({context.backbone}) | {where} | {_number(summary['accuracy'], percent=True)} "
       f"| {_number(summary['lcc_mean'])} | {_number(summary['srcc_mean'])} "
-      f"| {_number(summary['emd'])} | |",
+      f"| {_number(summary['emd'])} | {_number(summary['lcc_std'])} "
+      f"| {_number(summary['srcc_std'])} | | |",
   ]
-  lines += [f"| NIMA {result.base}: **published** | official AVA test split | "
-            f"{_number(result.accuracy, percent=True)} | {result.lcc_mean:.3f} | "
-            f"{result.srcc_mean:.3f} | {result.emd:.3f} | {validity} |" for result in PUBLISHED]
+  lines += [f"| {result.model}: **published** | official AVA test split | "
+            f"{_number(result.accuracy, percent=True)} | {_number(result.lcc_mean)} | "
+            f"{_number(result.srcc_mean)} | {_number(result.emd)} | {_number(result.lcc_std)} | "
+            f"{_number(result.srcc_std)} | {result.source} | {validity} |"
+            for result in PUBLISHED]
   lines += [
       "",
-      f"Published figures: {PUBLISHED_SOURCE}, on the official AVA test split. They are "
-      "comparable with this run only when it was trained on AVA and evaluated on that split "
-      "(the `test` split of records built from the AVA download).",
+      "Published figures are on the official AVA test split (NIMA's from "
+      f"{PUBLISHED_SOURCE}; the earlier methods' accuracies as NIMA and the project's seed "
+      "list them). They are comparable with this run only when it was trained on AVA and "
+      "evaluated on that split (the `test` split of records built from the AVA download).",
       "",
       "## Predicted and true mean scores",
       "",

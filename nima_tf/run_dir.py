@@ -32,6 +32,7 @@ PLOT_FILE = "history.png"
 TEST_METRICS_FILE = "test_metrics.json"
 MODEL_CARD_FILE = "model_card.json"
 SELECTION_FILE = "selection.json"
+BIN_COUNTS_FILE = "bin_counts.json"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,7 +73,7 @@ from nima_tf.config import Phase
 from nima_tf.config import TrainConfig
 
 # Settings that may differ when a run is resumed: they do not change what is trained.
-RESUMABLE_CHANGES = ("strategy", "tpu", "checkpoint_dir", "tensorboard_dir")
+RESUMABLE_CHANGES = ("strategy", "tpu", "checkpoint_dir", "tensorboard_dir", "cache")
 PRECISE_BN_SEED = 1234
 
 
@@ -199,15 +199,23 @@ class _Inputs:
   bn_batches: Optional[tf.data.Dataset] = None
 
 
-def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inputs:
+def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy,
+                 paths: run_dir.RunPaths) -> _Inputs:
   data.check_not_empty(config.records_dir, splits.TRAIN, "train on")
   data.check_stored_size(config.records_dir, model_config(config).input_size)
-  num_train = data.num_examples(config.records_dir, splits.TRAIN, config.samples_per_bin)
+  subset = None
+  if config.samples_per_bin is not None:
+    subset = data.select_subset(config.records_dir, splits.TRAIN, config.samples_per_bin,
+                                config.cache)
+    print(subset.describe(), flush=True)
+    run_dir.write_json(paths.artifact(run_dir.BIN_COUNTS_FILE), subset.bin_counts())
+  num_train = len(subset) if subset else data.num_examples(config.records_dir, splits.TRAIN)
   num_val = dataset_info.read(config.records_dir)["records_per_split"].get(splits.VALIDATION, 0)
+  train_input = input_config(config, samples_per_bin=config.samples_per_bin,
+                             cache=config.cache == config_lib.CACHE_MEMORY)
   inputs = _Inputs(
-      train=data.distributed_dataset(
-          strategy, config.records_dir, splits.TRAIN,
-          input_config(config, samples_per_bin=config.samples_per_bin), training=True),
+      train=data.distributed_dataset(strategy, config.records_dir, splits.TRAIN, train_input,
+                                     training=True, subset=subset),
       steps=data.steps_per_epoch(num_train, config.global_batch_size))
   is_tpu = distribution.is_tpu(strategy)
   if num_val >= (config.global_batch_size if is_tpu else 1):  # TPUs need full batches.
@@ -223,7 +231,7 @@ def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inpu
     inputs.bn_batches = data.make_dataset(
         config.records_dir, splits.TRAIN, input_config(
             config, samples_per_bin=config.samples_per_bin, global_batch_size=per_replica,
-            seed=PRECISE_BN_SEED), training=True).take(bn_batches)
+            seed=PRECISE_BN_SEED), training=True, subset=subset).take(bn_batches)
   print(f"Training NIMA ({config.backbone} alpha={config.alpha}, "
         f"{model_config(config).input_size} px, "
         f"weights={config.weights}) on {num_train} images of {config.records_dir}: "
@@ -311,7 +319,7 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, paths: run_dir
   try:
     if config.seed is not None:
       keras.utils.set_random_seed(config.seed)
-    inputs = _make_inputs(config, strategy)
+    inputs = _make_inputs(config, strategy, paths)
     model = weights = None
     trained_now = False
     summaries.write_hparams(paths.tensorboard_dir, dataclasses.asdict(config))

@@ -163,15 +163,113 @@ def test_samples_per_bin_keeps_at_most_n_of_each_rating_bin(tmp_path):
   means = [5.5] * 9 + [3.5] * 4 + [7.5] * 2
   record_fixtures.write_records(path, {"train": distinct_records(len(means), means)},
                                 num_shards=3)
+  subset = data.select_subset(path, "train", samples_per_bin=3)
+  assert len(subset) == 8
+  assert subset.split_counts == [0, 0, 4, 0, 9, 0, 2, 0, 0, 0]
+  assert subset.subset_counts == [0, 0, 3, 0, 3, 0, 2, 0, 0, 0]
   balanced = config(samples_per_bin=3, global_batch_size=1)
-  labels = np.concatenate([y for _, y in data.make_dataset(path, "train", balanced)])
+  labels = np.concatenate([y for _, y in data.make_dataset(path, "train", balanced,
+                                                           subset=subset)])
   bins = ratings.score_bin(ratings.mean_score(labels))
-  assert sorted(np.bincount(bins, minlength=10).tolist()) == [0] * 7 + [2, 3, 3]
-  assert data.num_examples(path, "train", samples_per_bin=3) == 8
+  assert np.bincount(bins, minlength=10).tolist() == subset.subset_counts
 
-  stream = data.make_dataset(path, "train", balanced, training=True).take(8 * 3)
-  seen = {key(y[0]) for _, y in stream}
+  stream = data.make_dataset(path, "train", balanced, training=True, subset=subset)
+  seen = {key(y[0]) for _, y in stream.take(8 * 3)}
   assert seen == {key(label) for label in labels}  # the same subset every epoch
+
+
+def test_samples_per_bin_above_every_bin_count_keeps_the_whole_split(records_dir):
+  subset = data.select_subset(records_dir, "train", samples_per_bin=10**6)
+  assert len(subset) == 10 and subset.subset_counts == subset.split_counts
+
+
+def test_subset_is_the_same_whatever_the_shards_and_the_cache(tmp_path):
+  means = [5.5] * 20 + [3.5] * 6
+  made = distinct_records(len(means), means)
+  selected = []
+  for num_shards, cache in ((3, "memory"), (5, "file"), (1, "auto")):
+    path = str(tmp_path / f"records_{num_shards}")
+    record_fixtures.write_records(path, {"train": made}, num_shards=num_shards)
+    subset = data.select_subset(path, "train", samples_per_bin=4, cache=cache)
+    selected.append([records.deserialize(one).image_id
+                     for one in subset.dataset(shuffle=False).as_numpy_iterator()])
+  assert len(selected[0]) == 8
+  assert selected[0] == selected[1] == selected[2]
+
+
+def skewed_records(path: str, counts_per_bin, stored: int = 16) -> None:
+  """Records of tiny images whose mean scores fill the rating bins as `counts_per_bin`."""
+  made, image_id = [], 0
+  pixels = np.full((stored, stored, 3), 128, np.uint8)
+  for score_bin, count in enumerate(counts_per_bin):
+    for _ in range(count):
+      image_id += 1
+      made.append(record_fixtures.make_record(
+          image_id, pixels, record_fixtures.counts_for_mean(score_bin + 1.5)))
+  record_fixtures.write_records(path, {"train": made}, num_shards=4)
+
+
+RARE_BINS = [0, 1, 2, 7, 8]
+
+
+def test_rare_bins_are_spread_evenly_over_every_fifth_of_an_epoch(tmp_path):
+  # AVA-like: means cluster around 5.5; the shuffle buffer is far smaller than the subset.
+  path = str(tmp_path / "ava_like")
+  skewed_records(path, [2, 8, 40, 150, 600, 700, 200, 40, 10, 0])
+  subset = data.select_subset(path, "train", samples_per_bin=100)
+  share = sum(subset.subset_counts[b] for b in RARE_BINS) / len(subset)
+  assert len(subset) == 500 and share == pytest.approx(0.2)
+  stream = data.make_dataset(path, "train", config(samples_per_bin=100, image_size=8,
+                                                   global_batch_size=20, shuffle_buffer=16,
+                                                   seed=1), training=True, subset=subset)
+  for epoch in np.split(np.concatenate([y for _, y in stream.take(50)]), 2):
+    rare = np.isin(ratings.score_bin(ratings.mean_score(epoch)), RARE_BINS)
+    shares = [fifth.mean() for fifth in np.split(rare, 5)]
+    # 100 draws from 500 without replacement at p = 0.2: sd 0.036; 4 sd of slack.
+    assert all(abs(fifth - share) < 0.15 for fifth in shares), shares
+
+
+@pytest.mark.parametrize("cache,budget", [("memory", None), ("file", None), ("auto", 1)])
+def test_subset_is_read_from_disk_once(tmp_path, cache, budget):
+  path = str(tmp_path / "records")
+  skewed_records(path, [0, 0, 0, 10, 30, 20, 0, 0, 0, 0])
+  subset = data.select_subset(path, "train", samples_per_bin=5, cache=cache,
+                              **({"memory_budget": budget} if budget else {}))
+  assert (subset.records is None) == (cache != "memory")
+  for shard in data.list_shards(path, "train"):
+    tf.io.gfile.remove(shard)
+  stream = data.make_dataset(path, "train", config(samples_per_bin=5, image_size=8,
+                                                   global_batch_size=5, seed=2), training=True,
+                             subset=subset)
+  labels = np.concatenate([y for _, y in stream.take(9)])
+  epochs = [np.bincount(ratings.score_bin(ratings.mean_score(epoch)), minlength=10).tolist()
+            for epoch in np.split(labels, 3)]
+  assert epochs == [subset.subset_counts] * 3 == [[0, 0, 0, 5, 5, 5, 0, 0, 0, 0]] * 3
+
+
+def shard_positions(num_records: int, num_shards: int):
+  """Image id -> (shard, position in the shard) of `record_fixtures.write_records`."""
+  return {i + 1: (i % num_shards, i // num_shards) for i in range(num_records)}
+
+
+@pytest.mark.parametrize("samples_per_bin", [None, 100])
+def test_training_order_differs_from_file_order_and_between_epochs(tmp_path, samples_per_bin):
+  path = str(tmp_path / "records")
+  made = distinct_records(24)
+  record_fixtures.write_records(path, {"train": made}, num_shards=2)
+  stream = data.make_dataset(path, "train", config(samples_per_bin=samples_per_bin,
+                                                   global_batch_size=1, seed=5),
+                             training=True)
+  image_ids = {key(record.histogram): record.image_id for record in made}
+  order = [image_ids[key(y[0])] for _, y in stream.take(48)]
+  epochs = [order[:24], order[24:]]
+  assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(1, 25))
+  assert epochs[0] != epochs[1]
+  positions = shard_positions(24, 2)
+  for epoch in epochs:
+    for shard in range(2):
+      in_stream = [positions[i][1] for i in epoch if positions[i][0] == shard]
+      assert in_stream != sorted(in_stream)  # records are shuffled, not only the files
 
 
 @pytest.mark.parametrize("num_shards", [4, 1])

@@ -109,6 +109,29 @@ def test_report_shows_figures_and_labels_published_results(run):  # pylint: disa
   assert f"{saved['accuracy']:.2%}" in report
 
 
+def test_report_lists_earlier_baselines_and_nima_std_correlations_with_sources():
+  summary = {"count": 3, "accuracy": 0.5, "emd": 0.1, "lcc_mean": 0.2, "srcc_mean": 0.3,
+             "lcc_std": 0.04, "srcc_std": 0.05}
+  by_bin = pd.DataFrame(columns=["scores", "images", "accuracy", "mean_abs_error",
+                                 "true_mean", "pred_mean"])
+  report = evaluate.report_markdown(summary, by_bin, evaluate.ReportContext(
+      model_path="m.keras", backbone="mobilenet", input_size=224, records_dir="r",
+      split="test"))
+  for model, accuracy, source in (("Murray et al. 2012", "68.00%", "CVPR"),
+                                  ("Kong et al. 2016", "72.04%", "ECCV"),
+                                  ("Lu et al. 2014", "73.25%", "ACM Multimedia"),
+                                  ("Lu et al. 2015", "74.46%", "ICCV"),
+                                  ("Schwarz et al.", "75.83%", "WACV")):
+    row = next(line for line in report.splitlines() if line.startswith(f"| {model}:"))
+    assert f"| {accuracy} | n/a | n/a | n/a | n/a | n/a |" in row and source in row
+  for model, lcc, srcc in (("MobileNet", "0.152", "0.137"), ("VGG16", "0.205", "0.202"),
+                           ("Inception-v2", "0.233", "0.218")):
+    row = next(line for line in report.splitlines() if line.startswith(f"| NIMA {model}:"))
+    assert f"| {lcc} | {srcc} | Talebi & Milanfar 2018" in row
+  assert "| this run (mobilenet) | the `test` split of `r` | 50.00% | 0.200 | 0.300 | 0.100 " \
+         "| 0.040 | 0.050 |" in report
+
+
 def test_command_line_evaluates_the_records_of_the_run_into_its_folder(run):  # pylint: disable=redefined-outer-name
   completed = subprocess.run(
       [sys.executable, "-m", "nima_tf.evaluate", f"--model_dir={run['model_dir']}"],

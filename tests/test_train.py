@@ -137,6 +137,19 @@ def test_output_dir_of_a_run_with_other_settings_is_refused(resumed_run):
     train.train(config)
 
 
+def test_balanced_run_prints_and_stores_the_per_bin_counts(small_records, tmp_path, capsys):
+  config = tiny_config(small_records, str(tmp_path / "run"), samples_per_bin=5,
+                       global_batch_size=8, epochs_all=0, precise_bn_batches=0)
+  train.train(config)
+  counts = json.load(open(os.path.join(config.output_dir, run_dir.BIN_COUNTS_FILE)))
+  assert sum(counts["split"]) == 64 and counts["samples_per_bin"] == 5
+  assert counts["subset"] == [min(count, 5) for count in counts["split"]]
+  printed = capsys.readouterr().out
+  assert f"on {sum(counts['subset'])} images of" in printed
+  assert f"in the split:  {counts['split']}" in printed
+  assert f"in the subset: {counts['subset']}" in printed
+
+
 def test_mirrored_training_on_two_devices_matches_one_device(small_records, tmp_path):
   losses = {}
   for strategy in ("mirrored", "one_device"):
