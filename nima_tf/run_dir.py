@@ -27,6 +27,7 @@ FLAGS_FILE = "flags.json"
 WALL_TIME_FILE = "wall_time.json"
 PLOT_FILE = "history.png"
 TEST_METRICS_FILE = "test_metrics.json"
+CHECKPOINT_STATE_FILE = "state.json"
 
 
 @dataclasses.dataclass(frozen=True)

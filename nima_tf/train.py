@@ -15,8 +15,9 @@ each validation of the all-layers phase (`callbacks.PreciseBatchNorm`):
 without it a short run from scratch predicts near constants in inference
 mode.
 
-Fault tolerance: `keras.callbacks.BackupAndRestore` saves the training state
-at the end of every epoch under `<checkpoint_dir>/<phase>/`; a finished phase
+Fault tolerance: `callbacks.EpochCheckpoint` saves the training state at the
+end of every epoch under `<checkpoint_dir>/<phase>/` (a kill at any instant
+leaves a resumable state); a finished phase
 leaves its weights and a completion marker there. Running the same command
 again resumes at the last completed epoch of the unfinished phase; a finished
 run (one with `test_metrics.json`) is not trained again. A run refuses an
@@ -200,7 +201,7 @@ def _fit_phase(model: keras.Model, phase: Phase, paths: run_dir.RunPaths, inputs
   """Trains one phase to its last epoch, resuming from its backup; returns its history."""
   epoch_log = callbacks_lib.EpochLog(paths, phase.name, inputs.steps * global_batch_size)
   phase_callbacks = [
-      keras.callbacks.BackupAndRestore(paths.backup(phase.name), delete_checkpoint=False),
+      callbacks_lib.EpochCheckpoint(paths.backup(phase.name)),
       epoch_log,
       keras.callbacks.TensorBoard(os.path.join(paths.tensorboard_dir, phase.name),
                                   write_graph=False),
