@@ -21,7 +21,8 @@ leaves a resumable state); a finished phase
 leaves its weights and a completion marker there. Running the same command
 again resumes at the last completed epoch of the unfinished phase; a finished
 run (one with `test_metrics.json`) is not trained again. A run refuses an
-output folder that holds a run with other settings. In a cluster, every
+output folder that holds a started run (one epoch done) with other settings
+or records rebuilt since. In a cluster, every
 worker resumes from the chief's state.
 
 Without `--records_dir` the run uses the built-in synthetic sample (building
@@ -98,10 +99,17 @@ class TrainResult:
 
 
 def _check_same_run(paths: run_dir.RunPaths, config: TrainConfig) -> None:
-  """Records the run's flags; refuses a folder holding a run with other settings."""
+  """Records the run's flags and records build; refuses to resume with other ones.
+
+  Only a run that has finished an epoch pins them: one that failed before
+  (bad records, weights that cannot be downloaded) may be run again in the
+  same folder with other flags.
+  """
   settings = dataclasses.asdict(config)
-  previous = run_dir.read_json(paths.artifact(run_dir.FLAGS_FILE))
-  if previous is not None:
+  build = {"records_dir": config.records_dir,
+           "build": dataset_info.build_identity(dataset_info.read(config.records_dir))}
+  if run_dir.has_progress(paths):
+    previous = run_dir.read_json(paths.artifact(run_dir.FLAGS_FILE), {})
     changed = sorted(key for key in settings.keys() | previous.keys()
                      if key not in RESUMABLE_CHANGES and settings.get(key) != previous.get(key))
     if changed:
@@ -109,8 +117,15 @@ def _check_same_run(paths: run_dir.RunPaths, config: TrainConfig) -> None:
           f"{key}: {previous.get(key)!r} there, {settings.get(key)!r} now" for key in changed)
       raise ValueError(f"{paths.output_dir} holds a run with other settings ({differences}); "
                        "run the same command to resume it, or pass a new --output_dir")
+    previous_build = run_dir.read_json(paths.artifact(run_dir.RECORDS_BUILD_FILE))
+    if previous_build is not None and previous_build["build"] != build["build"]:
+      raise ValueError(f"the records in {config.records_dir} were rebuilt since the run in "
+                       f"{paths.output_dir} started (build {previous_build['build']} there, "
+                       f"{build['build']} now); resuming would mix two data sets: pass a new "
+                       "--output_dir")
   tf.io.gfile.makedirs(paths.output_dir)
   run_dir.write_json(paths.artifact(run_dir.FLAGS_FILE), settings)
+  run_dir.write_json(paths.artifact(run_dir.RECORDS_BUILD_FILE), build)
 
 
 def phase_summary(rows: Sequence[dict]) -> dict:

@@ -132,6 +132,54 @@ def test_output_dir_of_a_run_with_other_settings_is_refused(resumed_run):
     train.train(config)
 
 
+def test_a_run_failing_before_its_first_epoch_does_not_pin_its_settings(small_records, tmp_path,
+                                                                        monkeypatch):
+  def offline(*args, **kwargs):
+    raise ValueError("ImageNet weights cannot be downloaded: pass --weights=none")
+
+  monkeypatch.setattr(model_lib, "training_model", offline)
+  config = tiny_config(small_records, str(tmp_path / "run"), weights="imagenet")
+  with pytest.raises(ValueError, match="cannot be downloaded"):
+    train.train(config)
+
+  advised = dataclasses.replace(config, weights=model_lib.NO_WEIGHTS)
+  train._check_same_run(train.run_paths(advised), advised)  # pylint: disable=protected-access
+  assert run_dir.read_json(os.path.join(advised.output_dir, run_dir.FLAGS_FILE))["weights"] == (
+      model_lib.NO_WEIGHTS)
+
+
+def _started_run(records_dir, output_dir):
+  """A run folder as the first epoch leaves it: flags, records build and a checkpoint."""
+  config = tiny_config(records_dir, output_dir)
+  paths = train.run_paths(config)
+  train._check_same_run(paths, config)  # pylint: disable=protected-access
+  os.makedirs(paths.backup(config_lib.HEAD))
+  run_dir.write_json(os.path.join(paths.backup(config_lib.HEAD), run_dir.CHECKPOINT_STATE_FILE),
+                     {"epoch": 1})
+  return config, paths
+
+
+def test_resuming_on_records_rebuilt_with_other_data_is_refused(tmp_path):
+  made = record_fixtures.synthetic_records(range(1, 13), stored_size=32, longer_side=96)
+  records_dir = str(tmp_path / "records")
+  record_fixtures.write_records(records_dir, {splits.TRAIN: made[:8], splits.TEST: made[8:]})
+  config, paths = _started_run(records_dir, str(tmp_path / "run"))
+  train._check_same_run(paths, config)  # the same build: resumable  # pylint: disable=protected-access
+
+  record_fixtures.write_records(records_dir, {splits.TRAIN: made[:10], splits.TEST: made[10:]})
+  with pytest.raises(ValueError, match="were rebuilt since the run"):
+    train._check_same_run(paths, config)  # pylint: disable=protected-access
+
+
+def test_a_started_run_pins_its_settings(tmp_path):
+  made = record_fixtures.synthetic_records(range(1, 5), stored_size=32, longer_side=96)
+  records_dir = str(tmp_path / "records")
+  record_fixtures.write_records(records_dir, {splits.TRAIN: made})
+  config, paths = _started_run(records_dir, str(tmp_path / "run"))
+  with pytest.raises(ValueError, match="other settings .*seed: 3 there, 4 now"):
+    train._check_same_run(paths, dataclasses.replace(config, seed=4))  # pylint: disable=protected-access
+
+
 def test_mirrored_training_on_two_devices_matches_one_device(small_records, tmp_path):
   losses = {}
   for strategy in ("mirrored", "one_device"):
