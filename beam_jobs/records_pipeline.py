@@ -33,6 +33,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 
 from nima_tf import ava
 from nima_tf import dataset_info
+from nima_tf import folder_lock
 from nima_tf import image_files
 from nima_tf import imaging
 from nima_tf import records
@@ -524,13 +525,23 @@ def _raise_if_refused(config: JobConfig) -> None:
 def run(config: JobConfig, beam_args: Iterable[str] = ()) -> dict:
   """Runs the job to completion; returns the content of dataset_info.json.
 
-  Raises `InputError` before the run for unusable input, and `BuildRefused`
-  after it when too many rows were rejected (the previous build is kept).
+  Raises `InputError` before the run for unusable input, `FolderBusy` at
+  once when another build holds the (local) output folder, and
+  `BuildRefused` after the run when too many rows were rejected (the
+  previous build is kept). Staging folders of interrupted builds are
+  deleted first.
   """
+  with folder_lock.hold(config.output_dir, "a build of the records"):
+    return _run(config, beam_args)
+
+
+def _run(config: JobConfig, beam_args: Iterable[str]) -> dict:
   options = PipelineOptions(list(beam_args))
   start = time.time()
+  plan = plan_job(config)
+  _delete_interrupted_builds(config.output_dir)
   pipeline = beam.Pipeline(runner=_local_runner(options), options=options)
-  build_pipeline(pipeline, config, plan_job(config))
+  build_pipeline(pipeline, config, plan)
   result = pipeline.run()
   result.wait_until_finish()
   _raise_if_refused(config)
@@ -542,3 +553,12 @@ def run(config: JobConfig, beam_args: Iterable[str] = ()) -> dict:
   logging.info("built %d records from %d rows in %.1f s", info["records_written"],
                info["rows_read"], elapsed)
   return info
+
+
+def _delete_interrupted_builds(output_dir: str) -> None:
+  """Deletes the staging folders that interrupted or refused builds left in `output_dir`."""
+  match, = FileSystems.match([os.path.join(output_dir, ".staging-*", "*")])
+  folders = sorted({os.path.dirname(metadata.path) for metadata in match.metadata_list})
+  for folder in folders:
+    logging.info("deleting %s, left by an interrupted build", folder)
+    _delete_folder(folder)

@@ -23,7 +23,8 @@ again resumes at the last completed epoch of the unfinished phase; a finished
 run (one with `test_metrics.json`) is not trained again. A run refuses an
 output folder that holds a started run (one epoch done) with other settings
 or records rebuilt since. In a cluster, every
-worker resumes from the chief's state.
+worker resumes from the chief's state. A second training into a local run
+folder fails at once (`folder_lock`).
 
 Without `--records_dir` the run uses the built-in synthetic sample (building
 its records first if they are missing) and `config.SAMPLE_DEFAULTS`: a small model
@@ -39,6 +40,7 @@ files `run_dir.py`'s; strategies `distribution.py`'s; callbacks
 `callbacks.py`'s. This module runs the phases.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -59,6 +61,7 @@ from nima_tf import data
 from nima_tf import dataset_info
 from nima_tf import distribution
 from nima_tf import figures
+from nima_tf import folder_lock
 from nima_tf import metrics
 from nima_tf import model as model_lib
 from nima_tf import run_dir
@@ -252,7 +255,9 @@ def train(config: TrainConfig,
     own = chief if not task else run_dir.RunPaths(
         scratch, os.path.join(chief.checkpoint_dir, "workers", "_".join(map(str, task))),
         os.path.join(scratch, "tensorboard"))
-    result = _train(config, strategy, own, chief, callbacks)
+    with folder_lock.hold(config.output_dir, "a training") if not task else (
+        contextlib.nullcontext()):
+      result = _train(config, strategy, own, chief, callbacks)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
       # The chief's coordination service wants every worker to the end.
       distribution.barrier(strategy)
@@ -335,7 +340,10 @@ def main(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if flags.FLAGS.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
     distribution.split_cpu(flags.FLAGS.cpu_replicas)
-  result = train(config_lib.config_from_flags())
+  try:
+    result = train(config_lib.config_from_flags())
+  except folder_lock.FolderBusy as error:
+    sys.exit(f"error: {error}")
   print(f"Test metrics ({result.test_metrics.get('count')} images): " + ", ".join(
       f"{key} {value:.4f}" for key, value in result.test_metrics.items() if key != "count"))
   for name, summary in result.phases.items():

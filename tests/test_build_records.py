@@ -15,6 +15,7 @@ import pytest
 from beam_jobs import records_pipeline
 from nima_tf import ava
 from nima_tf import dataset_info
+from nima_tf import folder_lock
 from nima_tf import ratings
 from nima_tf import records
 from nima_tf import splits
@@ -117,6 +118,10 @@ def built(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("job")
   good, expected_rejects = make_ava_dir(str(tmp_path / "AVA_dataset"))
   config = _config(tmp_path, num_shards=3)
+  interrupted = os.path.join(config.output_dir, ".staging-interrupted")
+  os.makedirs(interrupted)
+  with open(os.path.join(interrupted, records.shard_name("train", 0, 3)), "wb") as f:
+    f.write(b"half a shard")
   info = records_pipeline.run(config, ["--runner=DirectRunner"])
   return config, info, good, expected_rejects
 
@@ -206,7 +211,7 @@ def test_dataset_info_summarizes_the_records(built):
       assert png.format == "PNG"
 
 
-def test_no_staging_folder_is_left_behind(built):
+def test_no_staging_folder_is_left_behind_and_interrupted_ones_are_deleted(built):
   config, _, _, _ = built
   assert not [n for n in os.listdir(config.output_dir) if n.startswith(".staging")]
 
@@ -223,7 +228,7 @@ def test_accounting_mismatch_fails_and_publishes_nothing(tmp_path, monkeypatch):
   config = _config(tmp_path, num_shards=1)
   with pytest.raises(Exception, match="accounting mismatch"):
     records_pipeline.run(config, ["--runner=DirectRunner"])
-  published = [n for n in os.listdir(config.output_dir) if not n.startswith(".staging")]
+  published = [n for n in os.listdir(config.output_dir) if not n.startswith(".")]
   assert published == []
 
 
@@ -297,10 +302,19 @@ def test_the_job_refuses_a_file_over_max_file_bytes_before_reading_it(tmp_path):
   assert "--max_file_bytes" in raised.value.detail
 
 
+def test_a_second_build_into_the_same_folder_fails_at_once(tmp_path):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  config = _config(tmp_path, num_shards=1)
+  with folder_lock.hold(config.output_dir, "a build of the records"):
+    with pytest.raises(folder_lock.FolderBusy, match="in use by a build of the records"):
+      records_pipeline.run(config, ["--runner=DirectRunner"])
+  assert os.listdir(config.output_dir) == [folder_lock.LOCK_FILE]
+
+
 def _published(output_dir):
   """Name -> bytes of every published file (not the staging folders)."""
   return {name: open(os.path.join(output_dir, name), "rb").read()
-          for name in sorted(os.listdir(output_dir)) if not name.startswith(".staging")}
+          for name in sorted(os.listdir(output_dir)) if not name.startswith(".")}
 
 
 def test_too_many_rejects_refuse_to_publish_and_keep_the_previous_build(tmp_path):

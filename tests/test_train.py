@@ -10,6 +10,7 @@ import pytest
 
 from nima_tf import config as config_lib
 from nima_tf import distribution
+from nima_tf import folder_lock
 from nima_tf import model as model_lib
 from nima_tf import run_dir
 from nima_tf import splits
@@ -146,6 +147,14 @@ def test_a_run_failing_before_its_first_epoch_does_not_pin_its_settings(small_re
   train._check_same_run(train.run_paths(advised), advised)  # pylint: disable=protected-access
   assert run_dir.read_json(os.path.join(advised.output_dir, run_dir.FLAGS_FILE))["weights"] == (
       model_lib.NO_WEIGHTS)
+
+
+def test_a_second_training_into_the_same_run_folder_fails_at_once(small_records, tmp_path):
+  config = tiny_config(small_records, str(tmp_path / "run"))
+  with folder_lock.hold(config.output_dir, "a training"):
+    with pytest.raises(folder_lock.FolderBusy, match="in use by a training"):
+      train.train(config)
+  assert os.listdir(config.output_dir) == [folder_lock.LOCK_FILE]
 
 
 def _started_run(records_dir, output_dir):
