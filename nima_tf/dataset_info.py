@@ -168,7 +168,7 @@ def build_identity(info: dict) -> str:
   with other data. The floating-point moments are left out: their last bits
   depend on the order in which Beam happened to combine the statistics.
   """
-  content = {key: value for key, value in info.items() if key not in ("summary", "wall_seconds")}
+  content = {key: value for key, value in info.items() if key not in ("summary", "wall_seconds", records.BUILD_DIR_KEY)}
   content["histograms"] = {field: summary.get("histogram", {}).get("counts")
                            for field, summary in info.get("summary", {}).items()}
   return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

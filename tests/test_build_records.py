@@ -128,9 +128,10 @@ def built(tmp_path_factory):
 
 def _rejections(output_dir):
   found = []
-  for name in sorted(os.listdir(output_dir)):
+  build_dir = records.build_dir(output_dir)
+  for name in sorted(os.listdir(build_dir)):
     if name.startswith(records.REJECTED_PREFIX):
-      with open(os.path.join(output_dir, name)) as f:
+      with open(os.path.join(build_dir, name)) as f:
         found += [json.loads(line) for line in f]
   return found
 
@@ -173,7 +174,8 @@ def test_splits_follow_the_test_list_and_the_hash(built):
 
 def test_shards_are_named_and_counted(built):
   config, info, _, _ = built
-  names = sorted(n for n in os.listdir(config.output_dir) if n.endswith(".tfrecord"))
+  names = sorted(n for n in os.listdir(records.build_dir(config.output_dir))
+                 if n.endswith(".tfrecord"))
   assert names == sorted(records.shard_name(split, i, 3)
                          for split in records.SPLITS for i in range(3))
   for split in records.SPLITS:
@@ -207,7 +209,7 @@ def test_dataset_info_summarizes_the_records(built):
   assert info["summary"]["num_votes"]["max"] == max(sum(r.counts) for r in good.values())
   assert dataset_info.read(config.output_dir)["rows_read"] == info["rows_read"]
   for plot in info["plots"]:
-    with Image.open(os.path.join(config.output_dir, plot)) as png:
+    with Image.open(os.path.join(records.build_dir(config.output_dir), plot)) as png:
       assert png.format == "PNG"
 
 
@@ -237,7 +239,9 @@ def test_a_new_build_replaces_the_previous_one(tmp_path):
   records_pipeline.run(_config(tmp_path, num_shards=4), ["--runner=DirectRunner"])
   info = records_pipeline.run(_config(tmp_path, num_shards=2), ["--runner=DirectRunner"])
   output_dir = str(tmp_path / "records")
-  shards = [n for n in os.listdir(output_dir) if n.endswith(".tfrecord")]
+  assert sorted(os.listdir(output_dir)) == sorted(
+      [".lock", records.DATASET_INFO, info[records.BUILD_DIR_KEY]])
+  shards = [n for n in os.listdir(records.build_dir(output_dir)) if n.endswith(".tfrecord")]
   assert len(shards) == 6 and all("-of-00002" in n for n in shards)
   assert sum(1 for s in records.SPLITS
              for _ in records.read_records(output_dir, s)) == info["records_written"]
@@ -311,10 +315,55 @@ def test_a_second_build_into_the_same_folder_fails_at_once(tmp_path):
   assert os.listdir(config.output_dir) == [folder_lock.LOCK_FILE]
 
 
+class Crash(Exception):
+  """A simulated kill of the job."""
+
+
+def _content(output_dir):
+  """The info and the image ids per split that readers find in `output_dir`."""
+  return (dataset_info.read(output_dir),
+          {split: sorted(r.image_id for r in records.read_records(output_dir, split))
+           for split in records.SPLITS})
+
+
+def test_a_build_killed_while_publishing_leaves_the_previous_build_or_the_new_one(
+    tmp_path, monkeypatch):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  records_pipeline.run(_config(tmp_path, num_shards=1), ["--runner=DirectRunner"])
+  previous = _content(str(tmp_path / "records"))
+  rename = records_pipeline.FileSystems.rename
+
+  def killed_before_publishing(sources, destinations):
+    if destinations[0].endswith(records.DATASET_INFO):
+      raise Crash()
+    rename(sources, destinations)
+
+  monkeypatch.setattr(records_pipeline.FileSystems, "rename", killed_before_publishing)
+  with pytest.raises(Exception, match="Crash"):
+    records_pipeline.run(_config(tmp_path, num_shards=2, validation_fraction=0.5),
+                         ["--runner=DirectRunner"])
+  assert _content(str(tmp_path / "records")) == previous
+
+  monkeypatch.setattr(records_pipeline.FileSystems, "rename", rename)
+  monkeypatch.setattr(records_pipeline, "_remove_previous_output", Crash)
+  with pytest.raises(Exception, match="Crash"):
+    records_pipeline.run(_config(tmp_path, num_shards=2, validation_fraction=0.5),
+                         ["--runner=DirectRunner"])
+  info, ids = _content(str(tmp_path / "records"))
+  assert info["config"]["validation_fraction"] == 0.5
+  assert ids != previous[1] and sorted(sum(ids.values(), [])) == sorted(
+      sum(previous[1].values(), []))
+  assert len(ids["validation"]) == info["records_per_split"]["validation"]
+
+
 def _published(output_dir):
   """Name -> bytes of every published file (not the staging folders)."""
-  return {name: open(os.path.join(output_dir, name), "rb").read()
-          for name in sorted(os.listdir(output_dir)) if not name.startswith(".")}
+  files = {}
+  for folder, _, names in os.walk(output_dir):
+    files.update({os.path.relpath(os.path.join(folder, name), output_dir):
+                  open(os.path.join(folder, name), "rb").read()
+                  for name in names if not name.startswith(".")})
+  return {name: content for name, content in files.items() if not name.startswith(".")}
 
 
 def test_too_many_rejects_refuse_to_publish_and_keep_the_previous_build(tmp_path):
