@@ -11,6 +11,7 @@ import apache_beam as beam
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 from beam_jobs import records_pipeline
 from nima_tf import ava
@@ -148,6 +149,54 @@ def test_every_good_row_becomes_a_record_with_its_histogram(built):
     assert (record.height, record.width) == (IMAGE_SIZE, IMAGE_SIZE)
     assert record.original_width == 90 + image_id - 100
     assert Image.open(io.BytesIO(record.encoded)).size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_stored_histogram_mean_and_std_are_those_of_the_vote_counts(built):
+  """Reads the features as stored, not as `records.deserialize` rebuilds them."""
+  config, _, good, _ = built
+  stored = {}
+  for split in records.SPLITS:
+    for path in tf.io.gfile.glob(records.shard_pattern(records.build_dir(config.output_dir),
+                                                       split)):
+      for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        feature = tf.train.Example.FromString(serialized).features.feature
+        stored[feature[records.IMAGE_ID].int64_list.value[0]] = {
+            key: list(feature[key].float_list.value)
+            for key in (records.RATING_HISTOGRAM, records.RATING_MEAN, records.RATING_STD)}
+  assert sorted(stored) == sorted(good)
+  for image_id, row in good.items():
+    histogram = ratings.normalize(row.counts)
+    np.testing.assert_allclose(stored[image_id][records.RATING_HISTOGRAM], histogram,
+                               rtol=1e-6)
+    np.testing.assert_allclose(stored[image_id][records.RATING_MEAN],
+                               [ratings.mean_score(histogram)], rtol=1e-6)
+    np.testing.assert_allclose(stored[image_id][records.RATING_STD],
+                               [ratings.std_score(histogram)], rtol=1e-5)
+
+
+def test_a_duplicated_id_rejects_every_one_of_its_rows_and_stores_none(built):
+  config, _, _, _ = built
+  reasons = [r["reason"] for r in _rejections(config.output_dir) if r["image_id"] == 502]
+  assert reasons == [ava.Reason.DUPLICATE_ID.value] * 2
+  assert 502 not in {r.image_id for split in records.SPLITS
+                     for r in records.read_records(config.output_dir, split)}
+
+
+def test_a_row_written_twice_fails_the_accounting_and_publishes_nothing(tmp_path, monkeypatch):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  original = records_pipeline.WriteShardFn.process
+
+  def write_a_record_twice(self, element):
+    key, serialized = element
+    serialized = list(serialized)
+    return original(self, (key, serialized + serialized[:1]))
+
+  monkeypatch.setattr(records_pipeline.WriteShardFn, "process", write_a_record_twice)
+  config = _config(tmp_path, num_shards=1)
+  # 24 good rows, and one record written twice in each split's single shard.
+  with pytest.raises(Exception, match="37 rows read but 27 records written and 13 rows rejected"):
+    records_pipeline.run(config, ["--runner=DirectRunner"])
+  assert [n for n in os.listdir(config.output_dir) if not n.startswith(".")] == []
 
 
 def test_each_bad_row_is_rejected_once_with_its_reason(built):
