@@ -74,7 +74,7 @@ def _resume(backup_dir):
 def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_previous_epoch(tmp_path, point):
   backup_dir = str(tmp_path / "backup")
   completed = subprocess.run([sys.executable, "-c", KILLED_RUN, backup_dir, point, TRAIN],
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=600)
   assert completed.returncode == -9, completed.stderr[-2000:]
   assert run_dir.read_json(os.path.join(backup_dir, run_dir.CHECKPOINT_STATE_FILE))["epoch"] == 1
 
