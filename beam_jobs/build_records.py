@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs import records_pipeline
 from nima_tf import cli
 from nima_tf import flag_check
+from nima_tf import folder_lock
 from nima_tf import imaging
 
 PROGRAM = "beam_jobs/build_records.py"
@@ -141,7 +142,8 @@ def main(argv: List[str]) -> None:
         flush=True)
   try:
     info = records_pipeline.run(config, argv[1:])
-  except (records_pipeline.InputError, records_pipeline.BuildRefused) as error:
+  except (records_pipeline.InputError, records_pipeline.BuildRefused,
+          folder_lock.FolderBusy) as error:
     sys.exit(f"error: {error}")
   print(f"Done in {info['wall_seconds']:.1f} s: {info['rows_read']} rows read, "
         f"{info['records_written']} records written {info['records_per_split']}, "

@@ -3,13 +3,19 @@
 It lives in an importable module, apart from the command line, so that tests
 can run it and workers (multi-processing DirectRunner, Dataflow) unpickle its
 DoFns and element types by reference. Every row of AVA.txt ends either as a record in
-`<output_dir>/<split>-SSSSS-of-NNNNN.tfrecord` or as a line of
+`<output_dir>/build-<run id>/<split>-SSSSS-of-NNNNN.tfrecord` or as a line of
 `<output_dir>/rejected-*.jsonl` with its reason. Shards are written to a
-staging folder and moved into place only after the job has checked that
-rows read = records written + rows rejected, and that no more than
-`max_reject_fraction` of the rows were rejected; `dataset_info.json` is
-written last, so a folder without it is never a complete result. A refused
+staging folder and moved into a new `build-<run id>/` folder only after the
+job has checked that rows read = records written + rows rejected, and that
+no more than `max_reject_fraction` of the rows were rejected; then
+`<output_dir>/dataset_info.json`, which names that folder, replaces the
+previous one by a rename (the instant the new build is published; readers
+follow it with `records.build_dir`), and the previous build is deleted. So
+at every instant the folder holds the previous build or the new one, and a
+folder without `dataset_info.json` is never a complete result. A refused
 build leaves the previous one in place and `run` raises `BuildRefused`.
+One build at a time per local output folder (`folder_lock`); the next build
+deletes the staging folders of interrupted ones.
 
 No process of the job imports TensorFlow (~2.7 CPU-seconds and ~555 MB each):
 records are serialized with `nima_tf.protos.example_pb2`, framed by
@@ -35,6 +41,7 @@ from beam_jobs import eda_stats
 from nima_tf import ava
 from nima_tf import dataset_info
 from nima_tf import eda
+from nima_tf import folder_lock
 from nima_tf import image_files
 from nima_tf import imaging
 from nima_tf import records
@@ -56,6 +63,8 @@ _SUMMARIES = "summaries"
 _EDA = "eda"
 _REFUSAL = "refused.txt"
 _PROGRESS_EVERY = 500
+STAGING_PREFIX = ".staging-"
+BUILD_PREFIX = "build-"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +88,12 @@ class JobConfig:
 
   @property
   def staging_dir(self) -> str:
-    return os.path.join(self.output_dir, f".staging-{self.run_id}")
+    return os.path.join(self.output_dir, f"{STAGING_PREFIX}{self.run_id}")
+
+  @property
+  def build_name(self) -> str:
+    """The folder of `output_dir` that holds this build once published."""
+    return f"{BUILD_PREFIX}{self.run_id}"
 
 
 class InputError(ValueError):
@@ -267,19 +281,26 @@ class FinalizeFn(beam.DoFn):
       _write_file(os.path.join(config.staging_dir, _REFUSAL), refusal.encode())
       return
     staged = self._complete_shards(shard_infos)
-    _remove_previous_output(config.output_dir)
-    for name in staged + [os.path.basename(f) for f in rejected_files]:
-      FileSystems.rename([os.path.join(config.staging_dir, name)],
-                         [os.path.join(config.output_dir, name)])
-    eda_stats.publish_report(config.staging_dir, config.output_dir, eda_files)
+    build_dir = os.path.join(config.output_dir, config.build_name)
+    FileSystems.mkdirs(build_dir)
+    names = staged + [os.path.basename(f) for f in rejected_files]
+    FileSystems.rename([os.path.join(config.staging_dir, name) for name in names],
+                       [os.path.join(build_dir, name) for name in names])
+    eda_stats.publish_report(config.staging_dir, build_dir, eda_files)
     _delete_folder(config.staging_dir)
     info = _dataset_info(config, rows_read, blank_lines, shard_infos, rejected, summaries,
                          self._num_shards)
     plots = dataset_info.render_plots(summaries)
     for name, png in plots.items():
-      _write_file(os.path.join(config.output_dir, name), png)
+      _write_file(os.path.join(build_dir, name), png)
     info["plots"] = list(plots)
-    _write_file(dataset_info.path(config.output_dir), dataset_info.to_json(info).encode())
+    info[records.BUILD_DIR_KEY] = config.build_name
+    # The publishing instant: one file replaced by a rename. Before it, readers
+    # find the previous build; after it, the new one.
+    partial = os.path.join(config.output_dir, f".{records.DATASET_INFO}.partial")
+    _write_file(partial, dataset_info.to_json(info).encode())
+    FileSystems.rename([partial], [dataset_info.path(config.output_dir)])
+    _remove_previous_output(config.output_dir, keep=config.build_name)
     yield info
 
   def _complete_shards(self, shard_infos: List[ShardInfo]) -> List[str]:
@@ -322,16 +343,26 @@ def _delete_folder(path: str) -> None:
   FileSystems.delete([path if is_local else path.rstrip("/") + "/"])
 
 
-def _remove_previous_output(output_dir: str) -> None:
-  """Deletes an earlier build in `output_dir`, its marker first."""
-  patterns = [dataset_info.path(output_dir)] + [
-      records.shard_pattern(output_dir, split) for split in records.SPLITS] + [
-          os.path.join(output_dir, f"{records.REJECTED_PREFIX}-*.jsonl")] + [
-              os.path.join(output_dir, name) for name, _ in dataset_info.PLOTS.values()]
+def _remove_previous_output(output_dir: str, keep: str) -> None:
+  """Deletes earlier builds in `output_dir` but `keep`: folders, and files of unversioned ones."""
+  patterns = [records.shard_pattern(output_dir, split) for split in records.SPLITS] + [
+      os.path.join(output_dir, f"{records.REJECTED_PREFIX}-*.jsonl")] + [
+          os.path.join(output_dir, name) for name, _ in dataset_info.PLOTS.values()]
   for match in FileSystems.match(patterns):
     paths = [metadata.path for metadata in match.metadata_list]
     if paths:
       FileSystems.delete(paths)
+  _delete_folders(output_dir, f"{BUILD_PREFIX}*", keep)
+
+
+def _delete_folders(output_dir: str, pattern: str, keep: str = None) -> None:
+  """Deletes the folders of `output_dir` matching `pattern` (not nested), but `keep`."""
+  match, = FileSystems.match([os.path.join(output_dir, pattern, "*")])
+  folders = sorted({os.path.dirname(metadata.path) for metadata in match.metadata_list})
+  for folder in folders:
+    if os.path.basename(folder) != keep:
+      logging.info("deleting %s", folder)
+      _delete_folder(folder)
 
 
 def _dataset_info(config: JobConfig, rows_read: int, blank_lines: int,
@@ -538,13 +569,23 @@ def _raise_if_refused(config: JobConfig) -> None:
 def run(config: JobConfig, beam_args: Iterable[str] = ()) -> dict:
   """Runs the job to completion; returns the content of dataset_info.json.
 
-  Raises `InputError` before the run for unusable input, and `BuildRefused`
-  after it when too many rows were rejected (the previous build is kept).
+  Raises `InputError` before the run for unusable input, `FolderBusy` at
+  once when another build holds the (local) output folder, and
+  `BuildRefused` after the run when too many rows were rejected (the
+  previous build is kept). Staging folders of interrupted builds are
+  deleted first.
   """
+  with folder_lock.hold(config.output_dir, "a build of the records"):
+    return _run(config, beam_args)
+
+
+def _run(config: JobConfig, beam_args: Iterable[str]) -> dict:
   options = PipelineOptions(list(beam_args))
   start = time.time()
+  plan = plan_job(config)
+  _delete_folders(config.output_dir, f"{STAGING_PREFIX}*")  # left by interrupted builds
   pipeline = beam.Pipeline(runner=_local_runner(options), options=options)
-  build_pipeline(pipeline, config, plan_job(config))
+  build_pipeline(pipeline, config, plan)
   result = pipeline.run()
   result.wait_until_finish()
   _raise_if_refused(config)

@@ -1,6 +1,7 @@
-"""Keras callbacks of training: the epoch log, the best epoch, precise batch norm, validation SRCC."""
+"""Keras callbacks of training: the epoch log, checkpoints, the best epoch, precise batch norm, validation SRCC."""
 
 import math
+import os
 import time
 from typing import Optional
 
@@ -52,6 +53,61 @@ class EpochLog(keras.callbacks.Callback):
                                    for row in self.rows]
     with tf.io.gfile.GFile(self._csv, "w") as f:
       f.write("\n".join(lines) + "\n")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+  """The training state after every epoch, which a kill at any instant cannot damage.
+
+  Plays the part of `keras.callbacks.BackupAndRestore`, whose single
+  `latest.weights.h5` is rewritten in place, so that a kill during the write
+  leaves a run that can never resume. Here each epoch's weights (with the
+  optimizer's state) go to a new file, and `state.json`, which names the
+  latest and the previous epoch's files, is replaced atomically only once
+  that file is complete; older files are deleted after. At the start of
+  `fit` the latest state is restored; if its file cannot be read (a damaged
+  disk, a truncated copy), the previous one is, saying so.
+  """
+
+  def __init__(self, backup_dir: str):
+    super().__init__()
+    self.backup_dir = backup_dir
+    self._state = os.path.join(backup_dir, run_dir.CHECKPOINT_STATE_FILE)
+
+  def on_train_begin(self, logs=None):
+    state = run_dir.read_json(self._state)
+    if state is None:
+      return
+    if self.model.optimizer is not None and not self.model.optimizer.built:
+      self.model.optimizer.build(self.model.trainable_variables)
+    candidates = [state] + ([state["previous"]] if state.get("previous") else [])
+    errors = []
+    for candidate in candidates:
+      path = os.path.join(self.backup_dir, candidate["weights"])
+      try:
+        run_dir.load_weights(self.model, path)
+      except (OSError, ValueError) as error:
+        errors.append(f"{path}: {error}")
+        continue
+      if errors:
+        print(f"warning: the latest checkpoint is unreadable ({errors[0]}); resuming from "
+              f"the previous one, after epoch {candidate['epoch']}", flush=True)
+      self.model._initial_epoch = candidate["epoch"]  # pylint: disable=protected-access
+      return
+    raise RuntimeError(f"no checkpoint in {self.backup_dir} can be read ({'; '.join(errors)}); "
+                       "delete that folder to restart the phase from its first epoch")
+
+  def on_epoch_end(self, epoch, logs=None):
+    previous = run_dir.read_json(self._state)
+    name = f"epoch-{epoch + 1:05d}{run_dir.WEIGHTS_SUFFIX}"
+    tf.io.gfile.makedirs(self.backup_dir)
+    run_dir.save_weights(self.model, os.path.join(self.backup_dir, name))
+    if previous is not None:
+      previous.pop("previous", None)
+    run_dir.write_json(self._state, {"epoch": epoch + 1, "weights": name, "previous": previous})
+    keep = {run_dir.CHECKPOINT_STATE_FILE, name, (previous or {}).get("weights")}
+    for other in tf.io.gfile.listdir(self.backup_dir):
+      if other not in keep:
+        tf.io.gfile.remove(os.path.join(self.backup_dir, other))
 
 
 def is_better(value: float, best: Optional[float], higher_is_better: bool) -> bool:

@@ -150,7 +150,7 @@ def list_shards(records_dir: str, split: str) -> List[str]:
   """The shard files of `split`, sorted; a clear error when there are none."""
   if split not in records.SPLITS:
     raise ValueError(f"unknown split {split!r}; choose one of {records.SPLITS}")
-  pattern = records.shard_pattern(records_dir, split)
+  pattern = records.shard_pattern(records.build_dir(records_dir), split)
   files = sorted(tf.io.gfile.glob(pattern))
   if not files:
     raise FileNotFoundError(

@@ -7,6 +7,7 @@ fixed-bin histograms (constant memory whatever the data size), and writes
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Dict, List
@@ -158,6 +159,19 @@ def read(records_dir: str) -> dict:
         "Build them with `python beam_jobs/build_records.py` (see README).")
   with tf.io.gfile.GFile(info_path) as f:
     return json.load(f)
+
+
+def build_identity(info: dict) -> str:
+  """A short hash of what a build holds: its counts per shard, settings, source and histograms.
+
+  Training records it in the run and refuses to resume on records rebuilt
+  with other data. The floating-point moments are left out: their last bits
+  depend on the order in which Beam happened to combine the statistics.
+  """
+  content = {key: value for key, value in info.items() if key not in ("summary", "wall_seconds", records.BUILD_DIR_KEY)}
+  content["histograms"] = {field: summary.get("histogram", {}).get("counts")
+                           for field, summary in info.get("summary", {}).items()}
+  return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def render_plots(summaries: Dict[str, dict]) -> Dict[str, bytes]:

@@ -774,7 +774,7 @@ def read_build(records_dir: str) -> Collected:
       for record in records.read_records(records_dir, split):
         collected.add(split, record)
         progress.update()
-  pattern = os.path.join(records_dir, f"{records.REJECTED_PREFIX}-*.jsonl")
+  pattern = os.path.join(records.build_dir(records_dir), f"{records.REJECTED_PREFIX}-*.jsonl")
   for path in sorted(tf.io.gfile.glob(pattern)):
     with tf.io.gfile.GFile(path) as f:
       for line in f:
@@ -829,7 +829,7 @@ def define_flags() -> None:
                       required=True)
   flags.DEFINE_string("ava_dir", None, "AVA folder with AVA.txt, tags.txt and challenges.txt. "
                       "Default: the one the build recorded in dataset_info.json.")
-  flags.DEFINE_string("output_dir", None, "Where the report goes. Default: <records_dir>/eda.")
+  flags.DEFINE_string("output_dir", None, "Where the report goes. Default: the build's own eda/ folder.")
 
 
 def main(argv: List[str]) -> None:
@@ -840,7 +840,8 @@ def main(argv: List[str]) -> None:
     collected = read_build(values.records_dir)
   except FileNotFoundError as error:
     raise app.UsageError(str(error)) from None
-  output_dir = values.output_dir or os.path.join(values.records_dir, REPORT_DIR)
+  output_dir = values.output_dir or os.path.join(records.build_dir(values.records_dir),
+                                                 REPORT_DIR)
   # The build's own report folder is replaced whole; another folder only gets the files.
   write_report(output_dir, render(collected, read_sources(values.records_dir, values.ava_dir)),
                replace=values.output_dir is None)

@@ -32,7 +32,8 @@ A file that cannot be scored is reported on stderr with its reason
 (`missing_image`, `unreadable`, `empty_file`, `undecodable`, `too_small`,
 `too_large`, `blank_image`) and the others are still scored. Exit status: 0 when every
 file was scored, 1 when some were not, 2 on a usage error (bad flags, no
-model, nothing to score).
+model, nothing to score), 3 when `--output`, its errors file or `--html`
+cannot be written (checked before any file is scored).
 """
 
 import concurrent.futures
@@ -64,6 +65,7 @@ GLOB_CHARACTERS = "*?["
 PROGRESS_MIN_FILES = 100
 SOME_FAILED = cli.SOME_FAILED
 USAGE_ERROR = cli.USAGE_ERROR
+CANNOT_WRITE = cli.CANNOT_WRITE
 FORMATS = (".csv", ".json")
 DISTRIBUTION_COLUMNS = [f"p{score}" for score in range(1, ratings.NUM_BINS + 1)]
 
@@ -316,6 +318,14 @@ def main(argv: List[str]) -> int:
     raise app.UsageError("give the images to score: files, folders or globs", USAGE_ERROR)
   if values.output and os.path.splitext(values.output)[1].lower() not in FORMATS:
     raise app.UsageError(f"--output must end in one of {FORMATS}", USAGE_ERROR)
+  outputs = [errors_path(values.output)] if values.output and values.output.lower().endswith(
+      ".csv") else []
+  for path in filter(None, [values.output, *outputs, values.html]):
+    try:
+      cli.check_writable(path)
+    except OSError as error:
+      print(f"error: {error}; nothing was scored", file=sys.stderr)
+      return CANNOT_WRITE
   try:
     scorer = scoring.load(values.model or sample.output_dir())
   except (FileNotFoundError, ValueError) as error:

@@ -14,6 +14,7 @@ files) need it, and import it lazily.
 
 import dataclasses
 import functools
+import json
 import os
 from typing import Sequence
 
@@ -28,6 +29,8 @@ from nima_tf.protos import example_pb2
 SPLITS = (splits.TRAIN, splits.VALIDATION, splits.TEST)
 SHARD_SUFFIX = ".tfrecord"
 DATASET_INFO = "dataset_info.json"
+# The key of DATASET_INFO naming the subfolder that holds the build's files.
+BUILD_DIR_KEY = "build_dir"
 REJECTED_PREFIX = "rejected"
 
 IMAGE_ENCODED = "image/encoded"
@@ -210,10 +213,27 @@ def deserialize(serialized: bytes) -> Record:
   )
 
 
+def build_dir(records_dir: str) -> str:
+  """The folder of the build published in `records_dir`, which readers must read.
+
+  The data job publishes each build in a subfolder, then names it in
+  `records_dir/dataset_info.json` (replaced by a rename, so a reader sees
+  the previous build or the new one, never a mixture). Without that name
+  (builds before versioned publishing, test fixtures), `records_dir` itself.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  info_path = os.path.join(records_dir, DATASET_INFO)
+  if not tf.io.gfile.exists(info_path):
+    return records_dir
+  with tf.io.gfile.GFile(info_path) as f:
+    return os.path.join(records_dir, json.load(f).get(BUILD_DIR_KEY, ""))
+
+
 def read_records(records_dir: str, split: str):
   """Yields every `Record` of a split, shard by shard (for tools and tests)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  for path in sorted(tf.io.gfile.glob(shard_pattern(records_dir, split))):
+  for path in sorted(tf.io.gfile.glob(shard_pattern(build_dir(records_dir), split))):
     for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
       yield deserialize(serialized)

@@ -27,12 +27,14 @@ MODEL_FILE = "nima.keras"
 WEIGHTS_SUFFIX = ".weights.h5"
 WEIGHTS_FILE = "nima" + WEIGHTS_SUFFIX
 FLAGS_FILE = "flags.json"
+RECORDS_BUILD_FILE = "records_build.json"
 WALL_TIME_FILE = "wall_time.json"
 PLOT_FILE = "history.png"
 TEST_METRICS_FILE = "test_metrics.json"
 MODEL_CARD_FILE = "model_card.json"
 SELECTION_FILE = "selection.json"
 BIN_COUNTS_FILE = "bin_counts.json"
+CHECKPOINT_STATE_FILE = "state.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,13 @@ def run_paths(output_dir: str, checkpoint_dir: str = None,
       output_dir=output_dir,
       checkpoint_dir=checkpoint_dir or os.path.join(output_dir, "checkpoints"),
       tensorboard_dir=tensorboard_dir or os.path.join(output_dir, "tensorboard"))
+
+
+def has_progress(paths: RunPaths) -> bool:
+  """Whether the run has finished an epoch: its checkpoint folder holds a file."""
+  if not tf.io.gfile.exists(paths.checkpoint_dir):
+    return False
+  return any(files for _, _, files in tf.io.gfile.walk(paths.checkpoint_dir))
 
 
 def is_remote(path: str) -> bool:

@@ -19,13 +19,16 @@ The run keeps its best epoch on `--select_by` over both phases
 (`callbacks.BestEpoch`): the model, weights, test metrics and exports come
 from it, and `selection.json` says which it was.
 
-Fault tolerance: `keras.callbacks.BackupAndRestore` saves the training state
-at the end of every epoch under `<checkpoint_dir>/<phase>/`; a finished phase
+Fault tolerance: `callbacks.EpochCheckpoint` saves the training state at the
+end of every epoch under `<checkpoint_dir>/<phase>/` (a kill at any instant
+leaves a resumable state); a finished phase
 leaves its weights and a completion marker there. Running the same command
 again resumes at the last completed epoch of the unfinished phase; a finished
 run (one with `test_metrics.json`) is not trained again. A run refuses an
-output folder that holds a run with other settings. In a cluster, every
-worker resumes from the chief's state.
+output folder that holds a started run (one epoch done) with other settings
+or records rebuilt since. In a cluster, every
+worker resumes from the chief's state. A second training into a local run
+folder fails at once (`folder_lock`).
 
 Without `--records_dir` the run uses the built-in synthetic sample (building
 its records first if they are missing) and `config.SAMPLE_DEFAULTS`: a small model
@@ -41,6 +44,7 @@ files `run_dir.py`'s; strategies `distribution.py`'s; callbacks
 `callbacks.py`'s. This module runs the phases.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -62,6 +66,7 @@ from nima_tf import data
 from nima_tf import dataset_info
 from nima_tf import distribution
 from nima_tf import figures
+from nima_tf import folder_lock
 from nima_tf import metrics
 from nima_tf import model as model_lib
 from nima_tf import model_card
@@ -106,10 +111,17 @@ class TrainResult:
 
 
 def _check_same_run(paths: run_dir.RunPaths, config: TrainConfig) -> None:
-  """Records the run's flags; refuses a folder holding a run with other settings."""
+  """Records the run's flags and records build; refuses to resume with other ones.
+
+  Only a run that has finished an epoch pins them: one that failed before
+  (bad records, weights that cannot be downloaded) may be run again in the
+  same folder with other flags.
+  """
   settings = dataclasses.asdict(config)
-  previous = run_dir.read_json(paths.artifact(run_dir.FLAGS_FILE))
-  if previous is not None:
+  build = {"records_dir": config.records_dir,
+           "build": dataset_info.build_identity(dataset_info.read(config.records_dir))}
+  if run_dir.has_progress(paths):
+    previous = run_dir.read_json(paths.artifact(run_dir.FLAGS_FILE), {})
     changed = sorted(key for key in settings.keys() | previous.keys()
                      if key not in RESUMABLE_CHANGES and settings.get(key) != previous.get(key))
     if changed:
@@ -117,8 +129,15 @@ def _check_same_run(paths: run_dir.RunPaths, config: TrainConfig) -> None:
           f"{key}: {previous.get(key)!r} there, {settings.get(key)!r} now" for key in changed)
       raise ValueError(f"{paths.output_dir} holds a run with other settings ({differences}); "
                        "run the same command to resume it, or pass a new --output_dir")
+    previous_build = run_dir.read_json(paths.artifact(run_dir.RECORDS_BUILD_FILE))
+    if previous_build is not None and previous_build["build"] != build["build"]:
+      raise ValueError(f"the records in {config.records_dir} were rebuilt since the run in "
+                       f"{paths.output_dir} started (build {previous_build['build']} there, "
+                       f"{build['build']} now); resuming would mix two data sets: pass a new "
+                       "--output_dir")
   tf.io.gfile.makedirs(paths.output_dir)
   run_dir.write_json(paths.artifact(run_dir.FLAGS_FILE), settings)
+  run_dir.write_json(paths.artifact(run_dir.RECORDS_BUILD_FILE), build)
 
 
 def phase_summary(rows: Sequence[dict]) -> dict:
@@ -252,7 +271,7 @@ def _fit_phase(model: keras.Model, phase: Phase, paths: run_dir.RunPaths, inputs
   epoch_log = callbacks_lib.EpochLog(paths, phase.name,
                                      inputs.steps * config.global_batch_size)
   phase_callbacks = [
-      keras.callbacks.BackupAndRestore(paths.backup(phase.name), delete_checkpoint=False),
+      callbacks_lib.EpochCheckpoint(paths.backup(phase.name)),
       epoch_log,
       summaries.EpochSummaries(paths.tensorboard_dir, first_epoch),
   ]
@@ -290,7 +309,9 @@ def train(config: TrainConfig,
     own = chief if not task else run_dir.RunPaths(
         scratch, os.path.join(chief.checkpoint_dir, "workers", "_".join(map(str, task))),
         os.path.join(scratch, "tensorboard"))
-    result = _train(config, strategy, own, chief, callbacks)
+    with folder_lock.hold(config.output_dir, "a training") if not task else (
+        contextlib.nullcontext()):
+      result = _train(config, strategy, own, chief, callbacks)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
       # The chief's coordination service wants every worker to the end.
       distribution.barrier(strategy)
@@ -425,6 +446,8 @@ def main(argv: List[str]) -> None:
   except data.RecordsError as error:
     print(f"error: {error}", file=sys.stderr, flush=True)
     sys.exit(cli.USAGE_ERROR)
+  except folder_lock.FolderBusy as error:
+    sys.exit(f"error: {error}")
   if result.selection:
     selection = result.selection
     print(f"Selected epoch {selection['epoch']} of phase {selection['phase']!r}" + (

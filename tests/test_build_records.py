@@ -11,10 +11,12 @@ import apache_beam as beam
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 
 from beam_jobs import records_pipeline
 from nima_tf import ava
 from nima_tf import dataset_info
+from nima_tf import folder_lock
 from nima_tf import ratings
 from nima_tf import records
 from nima_tf import splits
@@ -117,15 +119,20 @@ def built(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("job")
   good, expected_rejects = make_ava_dir(str(tmp_path / "AVA_dataset"))
   config = _config(tmp_path, num_shards=3)
+  interrupted = os.path.join(config.output_dir, ".staging-interrupted")
+  os.makedirs(interrupted)
+  with open(os.path.join(interrupted, records.shard_name("train", 0, 3)), "wb") as f:
+    f.write(b"half a shard")
   info = records_pipeline.run(config, ["--runner=DirectRunner"])
   return config, info, good, expected_rejects
 
 
 def _rejections(output_dir):
   found = []
-  for name in sorted(os.listdir(output_dir)):
+  build_dir = records.build_dir(output_dir)
+  for name in sorted(os.listdir(build_dir)):
     if name.startswith(records.REJECTED_PREFIX):
-      with open(os.path.join(output_dir, name)) as f:
+      with open(os.path.join(build_dir, name)) as f:
         found += [json.loads(line) for line in f]
   return found
 
@@ -142,6 +149,54 @@ def test_every_good_row_becomes_a_record_with_its_histogram(built):
     assert (record.height, record.width) == (IMAGE_SIZE, IMAGE_SIZE)
     assert record.original_width == 90 + image_id - 100
     assert Image.open(io.BytesIO(record.encoded)).size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_stored_histogram_mean_and_std_are_those_of_the_vote_counts(built):
+  """Reads the features as stored, not as `records.deserialize` rebuilds them."""
+  config, _, good, _ = built
+  stored = {}
+  for split in records.SPLITS:
+    for path in tf.io.gfile.glob(records.shard_pattern(records.build_dir(config.output_dir),
+                                                       split)):
+      for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        feature = tf.train.Example.FromString(serialized).features.feature
+        stored[feature[records.IMAGE_ID].int64_list.value[0]] = {
+            key: list(feature[key].float_list.value)
+            for key in (records.RATING_HISTOGRAM, records.RATING_MEAN, records.RATING_STD)}
+  assert sorted(stored) == sorted(good)
+  for image_id, row in good.items():
+    histogram = ratings.normalize(row.counts)
+    np.testing.assert_allclose(stored[image_id][records.RATING_HISTOGRAM], histogram,
+                               rtol=1e-6)
+    np.testing.assert_allclose(stored[image_id][records.RATING_MEAN],
+                               [ratings.mean_score(histogram)], rtol=1e-6)
+    np.testing.assert_allclose(stored[image_id][records.RATING_STD],
+                               [ratings.std_score(histogram)], rtol=1e-5)
+
+
+def test_a_duplicated_id_rejects_every_one_of_its_rows_and_stores_none(built):
+  config, _, _, _ = built
+  reasons = [r["reason"] for r in _rejections(config.output_dir) if r["image_id"] == 502]
+  assert reasons == [ava.Reason.DUPLICATE_ID.value] * 2
+  assert 502 not in {r.image_id for split in records.SPLITS
+                     for r in records.read_records(config.output_dir, split)}
+
+
+def test_a_row_written_twice_fails_the_accounting_and_publishes_nothing(tmp_path, monkeypatch):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  original = records_pipeline.WriteShardFn.process
+
+  def write_a_record_twice(self, element):
+    key, serialized = element
+    serialized = list(serialized)
+    return original(self, (key, serialized + serialized[:1]))
+
+  monkeypatch.setattr(records_pipeline.WriteShardFn, "process", write_a_record_twice)
+  config = _config(tmp_path, num_shards=1)
+  # 24 good rows, and one record written twice in each split's single shard.
+  with pytest.raises(Exception, match="37 rows read but 27 records written and 13 rows rejected"):
+    records_pipeline.run(config, ["--runner=DirectRunner"])
+  assert [n for n in os.listdir(config.output_dir) if not n.startswith(".")] == []
 
 
 def test_each_bad_row_is_rejected_once_with_its_reason(built):
@@ -168,7 +223,8 @@ def test_splits_follow_the_test_list_and_the_hash(built):
 
 def test_shards_are_named_and_counted(built):
   config, info, _, _ = built
-  names = sorted(n for n in os.listdir(config.output_dir) if n.endswith(".tfrecord"))
+  names = sorted(n for n in os.listdir(records.build_dir(config.output_dir))
+                 if n.endswith(".tfrecord"))
   assert names == sorted(records.shard_name(split, i, 3)
                          for split in records.SPLITS for i in range(3))
   for split in records.SPLITS:
@@ -202,11 +258,11 @@ def test_dataset_info_summarizes_the_records(built):
   assert info["summary"]["num_votes"]["max"] == max(sum(r.counts) for r in good.values())
   assert dataset_info.read(config.output_dir)["rows_read"] == info["rows_read"]
   for plot in info["plots"]:
-    with Image.open(os.path.join(config.output_dir, plot)) as png:
+    with Image.open(os.path.join(records.build_dir(config.output_dir), plot)) as png:
       assert png.format == "PNG"
 
 
-def test_no_staging_folder_is_left_behind(built):
+def test_no_staging_folder_is_left_behind_and_interrupted_ones_are_deleted(built):
   config, _, _, _ = built
   assert not [n for n in os.listdir(config.output_dir) if n.startswith(".staging")]
 
@@ -223,7 +279,7 @@ def test_accounting_mismatch_fails_and_publishes_nothing(tmp_path, monkeypatch):
   config = _config(tmp_path, num_shards=1)
   with pytest.raises(Exception, match="accounting mismatch"):
     records_pipeline.run(config, ["--runner=DirectRunner"])
-  published = [n for n in os.listdir(config.output_dir) if not n.startswith(".staging")]
+  published = [n for n in os.listdir(config.output_dir) if not n.startswith(".")]
   assert published == []
 
 
@@ -232,7 +288,9 @@ def test_a_new_build_replaces_the_previous_one(tmp_path):
   records_pipeline.run(_config(tmp_path, num_shards=4), ["--runner=DirectRunner"])
   info = records_pipeline.run(_config(tmp_path, num_shards=2), ["--runner=DirectRunner"])
   output_dir = str(tmp_path / "records")
-  shards = [n for n in os.listdir(output_dir) if n.endswith(".tfrecord")]
+  assert sorted(os.listdir(output_dir)) == sorted(
+      [".lock", records.DATASET_INFO, info[records.BUILD_DIR_KEY]])
+  shards = [n for n in os.listdir(records.build_dir(output_dir)) if n.endswith(".tfrecord")]
   assert len(shards) == 6 and all("-of-00002" in n for n in shards)
   assert sum(1 for s in records.SPLITS
              for _ in records.read_records(output_dir, s)) == info["records_written"]
@@ -302,6 +360,56 @@ def test_the_job_refuses_a_file_over_max_file_bytes_before_reading_it(tmp_path):
     records_pipeline.build_record(_row(7), str(tmp_path), IMAGE_SIZE, limits)
   assert raised.value.reason is ava.Reason.TOO_LARGE
   assert "--max_file_bytes" in raised.value.detail
+
+
+def test_a_second_build_into_the_same_folder_fails_at_once(tmp_path):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  config = _config(tmp_path, num_shards=1)
+  with folder_lock.hold(config.output_dir, "a build of the records"):
+    with pytest.raises(folder_lock.FolderBusy, match="in use by a build of the records"):
+      records_pipeline.run(config, ["--runner=DirectRunner"])
+  assert os.listdir(config.output_dir) == [folder_lock.LOCK_FILE]
+
+
+class Crash(Exception):
+  """A simulated kill of the job."""
+
+
+def _content(output_dir):
+  """The info and the image ids per split that readers find in `output_dir`."""
+  return (dataset_info.read(output_dir),
+          {split: sorted(r.image_id for r in records.read_records(output_dir, split))
+           for split in records.SPLITS})
+
+
+def test_a_build_killed_while_publishing_leaves_the_previous_build_or_the_new_one(
+    tmp_path, monkeypatch):
+  make_ava_dir(str(tmp_path / "AVA_dataset"))
+  records_pipeline.run(_config(tmp_path, num_shards=1), ["--runner=DirectRunner"])
+  previous = _content(str(tmp_path / "records"))
+  rename = records_pipeline.FileSystems.rename
+
+  def killed_before_publishing(sources, destinations):
+    if destinations[0].endswith(records.DATASET_INFO):
+      raise Crash()
+    rename(sources, destinations)
+
+  monkeypatch.setattr(records_pipeline.FileSystems, "rename", killed_before_publishing)
+  with pytest.raises(Exception, match="Crash"):
+    records_pipeline.run(_config(tmp_path, num_shards=2, validation_fraction=0.5),
+                         ["--runner=DirectRunner"])
+  assert _content(str(tmp_path / "records")) == previous
+
+  monkeypatch.setattr(records_pipeline.FileSystems, "rename", rename)
+  monkeypatch.setattr(records_pipeline, "_remove_previous_output", Crash)
+  with pytest.raises(Exception, match="Crash"):
+    records_pipeline.run(_config(tmp_path, num_shards=2, validation_fraction=0.5),
+                         ["--runner=DirectRunner"])
+  info, ids = _content(str(tmp_path / "records"))
+  assert info["config"]["validation_fraction"] == 0.5
+  assert ids != previous[1] and sorted(sum(ids.values(), [])) == sorted(
+      sum(previous[1].values(), []))
+  assert len(ids["validation"]) == info["records_per_split"]["validation"]
 
 
 def _published(output_dir):

@@ -264,3 +264,22 @@ def test_load_rejects_a_jpeg_cut_short_and_padded_with_its_end_marker(tmp_path):
 def test_load_rejects_an_image_without_a_picture(tmp_path):
   path = save(Image.new("RGB", (200, 150), (90, 90, 90)), str(tmp_path / "grey.png"))
   assert predict.read_image(path, 64).reason == "blank_image"
+
+
+@pytest.mark.parametrize("output", ["missing_folder/scores.csv", "a_folder.json", "gallery"])
+def test_an_output_that_cannot_be_written_is_found_before_scoring(tmp_path, monkeypatch, capsys,
+                                                                   output):
+  (tmp_path / "a_folder.json").mkdir()
+  photo_path = save(photo(1), str(tmp_path / "a.jpg"))
+  flag = "--html" if output == "gallery" else "--output"
+  target = str(tmp_path / ("missing_folder/gallery.html" if output == "gallery" else output))
+  monkeypatch.setattr(scoring, "load", lambda *args: pytest.fail("loaded before the check"))
+  monkeypatch.setattr(predict, "score_files", lambda *args, **kwargs: pytest.fail("scored"))
+  if "output" not in predict.flags.FLAGS:
+    predict.define_flags()
+  predict.flags.FLAGS([sys.argv[0], f"{flag}={target}"])
+  try:
+    assert predict.main(["predict", photo_path]) == predict.CANNOT_WRITE
+  finally:
+    predict.flags.FLAGS.unparse_flags()
+  assert f"error: cannot write {target}: " in capsys.readouterr().err

@@ -12,6 +12,7 @@ from nima_tf import callbacks as callbacks_lib
 from nima_tf import config as config_lib
 from nima_tf import data
 from nima_tf import distribution
+from nima_tf import folder_lock
 from nima_tf import model as model_lib
 from nima_tf import run_dir
 from nima_tf import splits
@@ -148,6 +149,62 @@ def test_balanced_run_prints_and_stores_the_per_bin_counts(small_records, tmp_pa
   assert f"on {sum(counts['subset'])} images of" in printed
   assert f"in the split:  {counts['split']}" in printed
   assert f"in the subset: {counts['subset']}" in printed
+
+
+def test_a_run_failing_before_its_first_epoch_does_not_pin_its_settings(small_records, tmp_path,
+                                                                        monkeypatch):
+  def offline(*args, **kwargs):
+    raise ValueError("ImageNet weights cannot be downloaded: pass --weights=none")
+
+  monkeypatch.setattr(model_lib, "training_model", offline)
+  config = tiny_config(small_records, str(tmp_path / "run"), weights="imagenet")
+  with pytest.raises(ValueError, match="cannot be downloaded"):
+    train.train(config)
+
+  advised = dataclasses.replace(config, weights=model_lib.NO_WEIGHTS)
+  train._check_same_run(train.run_paths(advised), advised)  # pylint: disable=protected-access
+  assert run_dir.read_json(os.path.join(advised.output_dir, run_dir.FLAGS_FILE))["weights"] == (
+      model_lib.NO_WEIGHTS)
+
+
+def test_a_second_training_into_the_same_run_folder_fails_at_once(small_records, tmp_path):
+  config = tiny_config(small_records, str(tmp_path / "run"))
+  with folder_lock.hold(config.output_dir, "a training"):
+    with pytest.raises(folder_lock.FolderBusy, match="in use by a training"):
+      train.train(config)
+  assert os.listdir(config.output_dir) == [folder_lock.LOCK_FILE]
+
+
+def _started_run(records_dir, output_dir):
+  """A run folder as the first epoch leaves it: flags, records build and a checkpoint."""
+  config = tiny_config(records_dir, output_dir)
+  paths = train.run_paths(config)
+  train._check_same_run(paths, config)  # pylint: disable=protected-access
+  os.makedirs(paths.backup(config_lib.HEAD))
+  run_dir.write_json(os.path.join(paths.backup(config_lib.HEAD), run_dir.CHECKPOINT_STATE_FILE),
+                     {"epoch": 1})
+  return config, paths
+
+
+def test_resuming_on_records_rebuilt_with_other_data_is_refused(tmp_path):
+  made = record_fixtures.synthetic_records(range(1, 13), stored_size=32, longer_side=96)
+  records_dir = str(tmp_path / "records")
+  record_fixtures.write_records(records_dir, {splits.TRAIN: made[:8], splits.TEST: made[8:]})
+  config, paths = _started_run(records_dir, str(tmp_path / "run"))
+  train._check_same_run(paths, config)  # the same build: resumable  # pylint: disable=protected-access
+
+  record_fixtures.write_records(records_dir, {splits.TRAIN: made[:10], splits.TEST: made[10:]})
+  with pytest.raises(ValueError, match="were rebuilt since the run"):
+    train._check_same_run(paths, config)  # pylint: disable=protected-access
+
+
+def test_a_started_run_pins_its_settings(tmp_path):
+  made = record_fixtures.synthetic_records(range(1, 5), stored_size=32, longer_side=96)
+  records_dir = str(tmp_path / "records")
+  record_fixtures.write_records(records_dir, {splits.TRAIN: made})
+  config, paths = _started_run(records_dir, str(tmp_path / "run"))
+  with pytest.raises(ValueError, match="other settings .*seed: 3 there, 4 now"):
+    train._check_same_run(paths, dataclasses.replace(config, seed=4))  # pylint: disable=protected-access
 
 
 def test_mirrored_training_on_two_devices_matches_one_device(small_records, tmp_path):
