@@ -42,7 +42,6 @@ import os
 import shutil
 import sys
 import tempfile
-import warnings
 from typing import Dict, List, Optional, Sequence
 
 from absl import app
@@ -160,8 +159,7 @@ class _Inputs:
 
   train: object
   steps: int
-  validation: object = None
-  validation_local: Optional[tf.data.Dataset] = None
+  validation: Optional[tf.data.Dataset] = None
   bn_batches: Optional[tf.data.Dataset] = None
 
 
@@ -173,13 +171,10 @@ def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inpu
           strategy, config.records_dir, splits.TRAIN,
           input_config(config, samples_per_bin=config.samples_per_bin), training=True),
       steps=data.steps_per_epoch(num_train, config.global_batch_size))
-  is_tpu = distribution.is_tpu(strategy)
-  if num_val >= (config.global_batch_size if is_tpu else 1):  # TPUs need full batches.
-    inputs.validation = data.distributed_dataset(
-        strategy, config.records_dir, splits.VALIDATION, input_config(config),
-        drop_remainder=is_tpu)
-    inputs.validation_local = data.make_dataset(config.records_dir, splits.VALIDATION,
-                                                input_config(config))
+  if num_val:
+    # Whole, in every process: `callbacks.ValidationMetrics`, not `fit`'s sharded evaluation.
+    inputs.validation = data.make_dataset(config.records_dir, splits.VALIDATION,
+                                          input_config(config))
   if config.precise_bn_batches:
     # The same batches on every worker: seeded, unsharded, of one replica's size.
     per_replica = max(1, config.global_batch_size // strategy.num_replicas_in_sync)
@@ -205,17 +200,13 @@ def _fit_phase(model: keras.Model, phase: Phase, paths: run_dir.RunPaths, inputs
       keras.callbacks.TensorBoard(os.path.join(paths.tensorboard_dir, phase.name),
                                   write_graph=False),
   ]
-  if inputs.validation_local is not None:
-    phase_callbacks.insert(0, callbacks_lib.RankCorrelationCallback(inputs.validation_local))
+  if inputs.validation is not None:
+    phase_callbacks.insert(0, callbacks_lib.ValidationMetrics(inputs.validation))
   if inputs.bn_batches is not None and phase.train_base:
     phase_callbacks.insert(0, callbacks_lib.PreciseBatchNorm(inputs.bn_batches))
-  with warnings.catch_warnings():
-    # Keras learns the length of the validation set (of unknown cardinality)
-    # on its first pass, and warns then that the input ran out of data.
-    warnings.filterwarnings("ignore", message="Your input ran out of data")
-    model.fit(inputs.train, epochs=phase.epochs, steps_per_epoch=inputs.steps, shuffle=False,
-              validation_data=inputs.validation, callbacks=phase_callbacks + list(callbacks),
-              verbose=1 if sys.stdout.isatty() else 2)
+  model.fit(inputs.train, epochs=phase.epochs, steps_per_epoch=inputs.steps, shuffle=False,
+            callbacks=phase_callbacks + list(callbacks),
+            verbose=1 if sys.stdout.isatty() else 2)
   return epoch_log.rows
 
 

@@ -10,8 +10,10 @@ import pytest
 
 from nima_tf import config as config_lib
 from nima_tf import distribution
+from nima_tf import evaluate
 from nima_tf import model as model_lib
 from nima_tf import run_dir
+from nima_tf import scoring
 from nima_tf import splits
 from nima_tf import train
 from tests import record_fixtures
@@ -130,6 +132,44 @@ def test_output_dir_of_a_run_with_other_settings_is_refused(resumed_run):
   config = dataclasses.replace(resumed_run["config"], learning_rate_all=0.5)
   with pytest.raises(ValueError, match="learning_rate_all"):
     train.train(config)
+
+
+def uneven_records(path: str, num_validation: int, num_test: int) -> str:
+  """32 training images and validation and test sets that split unevenly over 3 shards."""
+  made = record_fixtures.synthetic_records(range(1, 33 + num_validation + num_test),
+                                           stored_size=40, longer_side=64)
+  record_fixtures.write_records(path, {
+      splits.TRAIN: made[:32], splits.VALIDATION: made[32:32 + num_validation],
+      splits.TEST: made[32 + num_validation:]}, num_shards=3)
+  return path
+
+
+def single_device_metrics(output_dir: str, records_dir: str, split: str) -> dict:
+  """The run's model scored on one device over every record of `split` (`evaluate`)."""
+  scorer = scoring.load(output_dir)
+  return evaluate.summarize(evaluate.predict_records(scorer, records_dir, split, batch_size=64))
+
+
+def assert_same_metrics(logged: dict, expected: dict, prefix: str = "") -> None:
+  for key in ("emd", "accuracy", "lcc_mean", "srcc_mean", "lcc_std", "srcc_std"):
+    assert logged[prefix + key] == pytest.approx(expected[key], abs=1e-5, nan_ok=True), key
+
+
+# Fewer records than replicas; fewer than one global batch; more, not a multiple of it.
+@pytest.mark.parametrize("num_validation,num_test", [(1, 21), (9, 3)])
+def test_mirrored_evaluation_counts_every_record_once(num_validation, num_test, tmp_path):
+  records_dir = uneven_records(str(tmp_path / "records"), num_validation, num_test)
+  config = tiny_config(records_dir, str(tmp_path / "run"), strategy="mirrored",
+                       epochs_head=0, epochs_all=1)
+  result = train.train(config)
+  assert distribution.make_strategy("mirrored").num_replicas_in_sync == 2
+  [last] = json.load(open(os.path.join(config.output_dir, "history_all.json")))
+  validation = single_device_metrics(config.output_dir, records_dir, splits.VALIDATION)
+  assert_same_metrics(last, validation, prefix="val_")
+  assert last["val_loss"] == pytest.approx(validation["emd"], abs=1e-5)
+  test = single_device_metrics(config.output_dir, records_dir, splits.TEST)
+  assert result.test_metrics["count"] == test["count"] == num_test
+  assert_same_metrics(result.test_metrics, test)
 
 
 def test_mirrored_training_on_two_devices_matches_one_device(small_records, tmp_path):
