@@ -48,6 +48,7 @@ then shards and shuffles it. The subset is random (records are hashed into
 shards) and stays the same from epoch to epoch.
 """
 
+import contextlib
 import dataclasses
 import random
 from typing import List, Optional
@@ -96,7 +97,11 @@ class InputConfig:
 
 
 def list_shards(records_dir: str, split: str) -> List[str]:
-  """The shard files of `split`, sorted; a clear error when there are none."""
+  """The shard files of `split`, sorted; a clear error when there are none.
+
+  They are checked against `dataset_info.json` (`dataset_info.check_shards`):
+  a missing, extra or resized shard is a `dataset_info.ShardError` naming it.
+  """
   if split not in records.SPLITS:
     raise ValueError(f"unknown split {split!r}; choose one of {records.SPLITS}")
   pattern = records.shard_pattern(records_dir, split)
@@ -105,7 +110,30 @@ def list_shards(records_dir: str, split: str) -> List[str]:
     raise FileNotFoundError(
         f"no {split} records match {pattern}. Build the records with "
         "`python beam_jobs/build_records.py` (see README) or check --records_dir.")
+  dataset_info.check_shards(records_dir, split, files)
   return files
+
+
+@contextlib.contextmanager
+def corrupt_shards_named(records_dir: str, *split_names: str):
+  """Turns a corrupt record met while reading `split_names` into a `ShardError` naming its file.
+
+  tf.data's error gives only an offset; on that error (only), each shard is
+  read alone to find the corrupt one.
+  """
+  try:
+    yield
+  except tf.errors.DataLossError as error:
+    for split in split_names:
+      for path in list_shards(records_dir, split):
+        try:
+          for _ in tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES):
+            pass
+        except tf.errors.DataLossError as shard_error:
+          raise dataset_info.ShardError(
+              f"{path} holds a corrupt record ({shard_error.message}); rebuild the records "
+              "or restore the file") from error
+    raise
 
 
 def shard_by_file(num_files: int, num_input_pipelines: int) -> bool:

@@ -23,6 +23,7 @@ augmentation), so the figures are those `train` reports. Writes to
 import dataclasses
 import json
 import os
+import sys
 from typing import Dict, List
 
 from absl import app
@@ -33,6 +34,7 @@ import tensorflow as tf
 import tqdm
 
 from nima_tf import data
+from nima_tf import dataset_info
 from nima_tf import figures
 from nima_tf import metrics
 from nima_tf import ratings
@@ -82,9 +84,10 @@ def predict_records(scorer: scoring.Scorer, records_dir: str, split: str,
     raise ValueError(f"the {split} split of {records_dir} holds no records")
   with tqdm.tqdm(total=total, unit="img", desc=f"Scoring {split}",
                  disable=total < batch_size) as progress:
-    predictions = scoring.predict_distributions(
-        lambda pixels: scorer.compiled_scores(pixels)["distribution"], batches,
-        on_batch=progress.update)
+    with data.corrupt_shards_named(records_dir, split):
+      predictions = scoring.predict_distributions(
+          lambda pixels: scorer.compiled_scores(pixels)["distribution"], batches,
+          on_batch=progress.update)
   return predictions_frame(predictions.image_ids, predictions.true, predictions.pred)
 
 
@@ -309,7 +312,10 @@ def main(argv: List[str]) -> None:
   except (FileNotFoundError, ValueError) as error:
     raise app.UsageError(str(error)) from None
   output_dir = values.output_dir or os.path.join(scorer.run_dir, "evaluation", values.split)
-  summary = evaluate(scorer, records_dir, values.split, output_dir, values.batch_size)
+  try:
+    summary = evaluate(scorer, records_dir, values.split, output_dir, values.batch_size)
+  except dataset_info.ShardError as error:
+    sys.exit(f"FATAL {error}")
   print(f"{summary['count']} images: accuracy {summary['accuracy']:.2%}, EMD "
         f"{summary['emd']:.4f}, LCC/SRCC mean {summary['lcc_mean']:.3f}/"
         f"{summary['srcc_mean']:.3f}, std {summary['lcc_std']:.3f}/{summary['srcc_std']:.3f}")

@@ -157,6 +157,7 @@ def write_history_plot(paths: run_dir.RunPaths, histories: Dict[str, List[dict]]
 class _Inputs:
   """The datasets of a run: distributed for `fit`, local for callbacks and testing."""
 
+  records_dir: str
   train: object
   steps: int
   validation: Optional[tf.data.Dataset] = None
@@ -167,6 +168,7 @@ def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inpu
   num_train = data.num_examples(config.records_dir, splits.TRAIN, config.samples_per_bin)
   num_val = dataset_info.read(config.records_dir)["records_per_split"].get(splits.VALIDATION, 0)
   inputs = _Inputs(
+      records_dir=config.records_dir,
       train=data.distributed_dataset(
           strategy, config.records_dir, splits.TRAIN,
           input_config(config, samples_per_bin=config.samples_per_bin), training=True),
@@ -204,9 +206,10 @@ def _fit_phase(model: keras.Model, phase: Phase, paths: run_dir.RunPaths, inputs
     phase_callbacks.insert(0, callbacks_lib.ValidationMetrics(inputs.validation))
   if inputs.bn_batches is not None and phase.train_base:
     phase_callbacks.insert(0, callbacks_lib.PreciseBatchNorm(inputs.bn_batches))
-  model.fit(inputs.train, epochs=phase.epochs, steps_per_epoch=inputs.steps, shuffle=False,
-            callbacks=phase_callbacks + list(callbacks),
-            verbose=1 if sys.stdout.isatty() else 2)
+  with data.corrupt_shards_named(inputs.records_dir, splits.TRAIN, splits.VALIDATION):
+    model.fit(inputs.train, epochs=phase.epochs, steps_per_epoch=inputs.steps, shuffle=False,
+              callbacks=phase_callbacks + list(callbacks),
+              verbose=1 if sys.stdout.isatty() else 2)
   return epoch_log.rows
 
 
@@ -299,7 +302,8 @@ def _export(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
   run_dir.write_json(paths.artifact(run_dir.WALL_TIME_FILE), summaries)
   write_history_plot(paths, histories)
   test_data = data.make_dataset(config.records_dir, splits.TEST, input_config(config))
-  predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
+  with data.corrupt_shards_named(config.records_dir, splits.TEST):
+    predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
   test_metrics = metrics.summarize(predictions.true, predictions.pred)
   run_dir.write_json(paths.artifact(run_dir.TEST_METRICS_FILE), test_metrics)
   return test_metrics

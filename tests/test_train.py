@@ -218,24 +218,39 @@ def test_model_learns_ratings_from_images_and_not_from_shuffled_labels(learning_
   assert learned_srcc(learning_records["shuffled"], str(tmp_path / "shuffled")) < 0.3
 
 
-def test_training_runs_on_a_two_worker_cluster(small_records, tmp_path):
-  """`--strategy=multi_worker` under a Vertex-style TF_CONFIG on loopback (keras#20585)."""
-  import sys  # pylint: disable=g-import-not-at-top
+def readme_cluster_command() -> str:
+  """The README's local-cluster training command, continuation lines joined."""
+  with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
+    text = f.read()
+  start = text.index("python -m launch.local_multi_worker --output_dir=/tmp/mw ")
+  return text[start:text.index("\n```", start)].replace("\\\n", " ")
+
+
+def test_readme_local_cluster_command_trains_and_evaluates_every_record_once(tmp_path):
+  """Two workers on loopback (keras#20585) over sets that split unevenly between them."""
+  import subprocess  # pylint: disable=g-import-not-at-top
   from launch import local_multi_worker  # pylint: disable=g-import-not-at-top
 
-  cluster_dir = str(tmp_path / "cluster")
-  command = [sys.executable, "-m", "nima_tf.train", "--strategy=multi_worker",
-             f"--records_dir={small_records}", "--weights=none", "--alpha=0.25",
-             "--image_size=32", "--dropout=0", "--global_batch_size=16", "--epochs_head=1",
-             "--epochs_all=1", "--precise_bn_batches=2", "--seed=3"]
-  codes = local_multi_worker.run_cluster(command, 2, cluster_dir, timeout=400)
+  home = tmp_path / "home"
+  # 20 validation records in 3 shards: 13 for one worker (2 batches), 7 for the other (1).
+  records_dir = uneven_records(str(home / "sample" / "records"), 20, 7)
+  cluster_dir = tmp_path / "mw"
+  command = readme_cluster_command().replace("/tmp/mw", str(cluster_dir))
+  completed = subprocess.run(["bash", "-c", command], env={**os.environ, "NIMA_TF_HOME": str(home)},
+                             capture_output=True, text=True, timeout=1800, check=False)
+  assert completed.returncode == 0, completed.stdout + completed.stderr
   logs = []
   for index in range(2):
-    with open(os.path.join(cluster_dir, local_multi_worker.CONSOLE_DIR,
-                           f"{local_multi_worker.task_name(index)}.log")) as f:
+    with open(cluster_dir / local_multi_worker.CONSOLE_DIR
+              / f"{local_multi_worker.task_name(index)}.log") as f:
       logs.append([line for line in f if line.startswith("Test metrics")])
-  assert codes == [0, 0]
   # Both workers trained in lockstep: the same test metrics, once each.
   assert len(logs[0]) == 1 and logs[0] == logs[1]
-  with open(os.path.join(cluster_dir, "model", run_dir.TEST_METRICS_FILE)) as f:
-    assert json.load(f)["count"] == 16
+  run = str(cluster_dir / "model")
+  [last] = json.load(open(os.path.join(run, "history_all.json")))
+  assert_same_metrics(last, single_device_metrics(run, records_dir, splits.VALIDATION), "val_")
+  test = single_device_metrics(run, records_dir, splits.TEST)
+  with open(os.path.join(run, run_dir.TEST_METRICS_FILE)) as f:
+    test_metrics = json.load(f)
+  assert test_metrics["count"] == test["count"] == 7
+  assert_same_metrics(test_metrics, test)
