@@ -314,7 +314,10 @@ def main(argv: List[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if flags.FLAGS.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
     distribution.split_cpu(flags.FLAGS.cpu_replicas)
-  result = train(config_lib.config_from_flags())
+  try:
+    result = train(config_lib.config_from_flags())
+  except dataset_info.ShardError as error:
+    sys.exit(f"FATAL {error}")
   print(f"Test metrics ({result.test_metrics.get('count')} images): " + ", ".join(
       f"{key} {value:.4f}" for key, value in result.test_metrics.items() if key != "count"))
   for name, summary in result.phases.items():
