@@ -165,6 +165,7 @@ class _Inputs:
 
 
 def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Inputs:
+  data.list_shards(config.records_dir, splits.TEST)  # Checked now, not after training.
   num_train = data.num_examples(config.records_dir, splits.TRAIN, config.samples_per_bin)
   num_val = dataset_info.read(config.records_dir)["records_per_split"].get(splits.VALIDATION, 0)
   inputs = _Inputs(

@@ -12,6 +12,7 @@ from nima_tf import config as config_lib
 from nima_tf import distribution
 from nima_tf import evaluate
 from nima_tf import model as model_lib
+from nima_tf import records
 from nima_tf import run_dir
 from nima_tf import scoring
 from nima_tf import splits
@@ -254,3 +255,18 @@ def test_readme_local_cluster_command_trains_and_evaluates_every_record_once(tmp
     test_metrics = json.load(f)
   assert test_metrics["count"] == test["count"] == 7
   assert_same_metrics(test_metrics, test)
+
+
+def test_a_missing_test_shard_stops_training_with_one_line_naming_it(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  records_dir = uneven_records(str(tmp_path / "records"), 3, 5)
+  missing = os.path.join(records_dir, records.shard_name(splits.TEST, 1, 3))
+  os.remove(missing)
+  completed = subprocess.run(
+      [sys.executable, "-m", "nima_tf.train", f"--records_dir={records_dir}",
+       f"--output_dir={tmp_path / 'run'}", "--weights=none"],
+      capture_output=True, text=True, timeout=600, check=False)
+  assert completed.returncode == 1
+  assert completed.stderr.splitlines()[-1].startswith(f"FATAL {missing} is missing")
