@@ -178,11 +178,12 @@ def check_shards(records_dir: str, split: str, paths: List[str]) -> None:
   if counts is None:
     return
   found = {os.path.basename(shard): shard for shard in paths}
-  for name in sorted(counts.keys() - found.keys()):
-    raise ShardError(f"{os.path.join(records_dir, name)} is missing ({counts[name]} records "
-                     f"in {records.DATASET_INFO}); rebuild the records or restore the file")
-  for name in sorted(found.keys() - counts.keys()):
-    raise ShardError(f"{found[name]} is not a shard of this build (not in "
+  missing, extra = sorted(counts.keys() - found.keys()), sorted(found.keys() - counts.keys())
+  if missing:
+    raise ShardError(f"{os.path.join(records_dir, missing[0])} is missing ({counts[missing[0]]} "
+                     f"records in {records.DATASET_INFO}); rebuild the records or restore the file")
+  if extra:
+    raise ShardError(f"{found[extra[0]]} is not a shard of this build (not in "
                      f"{records.DATASET_INFO}); remove it or rebuild the records")
   for name, expected in sorted(info.get("bytes_per_shard", {}).get(split, {}).items()):
     size = tf.io.gfile.stat(found[name]).length
