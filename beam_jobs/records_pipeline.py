@@ -221,10 +221,8 @@ class WriteShardFn(beam.DoFn):
           yield beam.pvalue.TaggedOutput(
               _REJECTED, ava.Rejection(row.image_id, rejected.reason, rejected.detail))
           continue
-        serialized = records.serialize(record)
-        tfrecord.write(shard, serialized)
+        size += tfrecord.write(shard, records.serialize(record))
         count += 1
-        size += len(serialized)
         dataset_info.add_record(summaries, record)
         if collected:
           collected.add(split, record)
@@ -369,8 +367,10 @@ def _dataset_info(config: JobConfig, rows_read: int, blank_lines: int,
                   shard_infos: List[ShardInfo], rejected: Dict[str, int], summaries: dict,
                   num_shards: Dict[str, int]) -> dict:
   shards = {split: [0] * count for split, count in num_shards.items()}
+  sizes = {split: [0] * count for split, count in num_shards.items()}
   for info in shard_infos:
     shards[info.split][info.index] = info.num_records
+    sizes[info.split][info.index] = info.num_bytes
   return {
       "source": {"ava_dir": config.ava_dir, "images_dir": config.images},
       "config": {
@@ -392,6 +392,11 @@ def _dataset_info(config: JobConfig, rows_read: int, blank_lines: int,
           split: {records.shard_name(split, index, len(counts)): count
                   for index, count in enumerate(counts)}
           for split, counts in shards.items()},
+      # File sizes, so that readers can check every shard with a stat.
+      "bytes_per_shard": {
+          split: {records.shard_name(split, index, len(counts)): count
+                  for index, count in enumerate(counts)}
+          for split, counts in sizes.items()},
       "summary": summaries,
   }
 

@@ -1,4 +1,4 @@
-"""Keras callbacks of training: the epoch log, checkpoints, the best epoch, precise batch norm, validation SRCC."""
+"""Keras callbacks of training: the epoch log, checkpoints, the best epoch, precise batch norm, validation metrics."""
 
 import math
 import os
@@ -38,8 +38,8 @@ class EpochLog(keras.callbacks.Callback):
     self.rows = [row for row in self.rows if row["epoch"] <= epoch]
     self._start, self._training_end = time.monotonic(), None
 
-  def on_test_begin(self, logs=None):
-    self._training_end = self._training_end or time.monotonic()
+  def on_train_batch_end(self, batch, logs=None):
+    self._training_end = time.monotonic()
 
   def on_epoch_end(self, epoch, logs=None):
     now = time.monotonic()
@@ -232,20 +232,22 @@ def recalibrate_batch_norm(model: keras.Model, batches: tf.data.Dataset) -> int:
   return len(layers)
 
 
-class RankCorrelationCallback(keras.callbacks.Callback):
-  """Adds `<prefix>srcc_mean` and `<prefix>srcc_std` to the epoch logs.
+class ValidationMetrics(keras.callbacks.Callback):
+  """Adds the validation metrics to the epoch logs: `val_loss` and `val_` + `metrics.summarize`.
 
-  Predicts `dataset` (batches of (images, distributions)) in one pass, on one
-  device, every `every_n_epochs` epochs. List it before callbacks that
-  monitor these keys (checkpoints, early stopping): they read the same logs.
+  Predicts `dataset` (batches of (images, distributions), one pass) with the
+  model in inference mode on one device, in every process, and scores all of
+  it at once in float64: every record counts exactly once whatever the
+  numbers of records, shards, replicas and workers, no step needs the other
+  workers, and every worker logs the same figures (see BUILD_NOTES.md,
+  "Distributed evaluation"). `val_loss` is the EMD, the training loss. List
+  it before callbacks that read these keys (checkpoints, early stopping, the
+  epoch log) and after `PreciseBatchNorm`.
   """
 
-  def __init__(self, dataset, every_n_epochs: int = 1, prefix: str = "val_"):
+  def __init__(self, dataset, prefix: str = "val_"):
     super().__init__()
-    if every_n_epochs < 1:
-      raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
     self.dataset = dataset
-    self.every_n_epochs = every_n_epochs
     self.prefix = prefix
     self._forward = None
 
@@ -254,11 +256,9 @@ class RankCorrelationCallback(keras.callbacks.Callback):
     self._forward = scoring.inference_function(self.model)
 
   def on_epoch_end(self, epoch, logs=None):
-    if (epoch + 1) % self.every_n_epochs:
-      return
     forward = self._forward or scoring.inference_function(self.model)
     predictions = scoring.predict_distributions(forward, self.dataset)
     scores = metrics.summarize(predictions.true, predictions.pred)
     if logs is not None:
-      for key in ("srcc_mean", "srcc_std"):
-        logs[self.prefix + key] = scores[key]
+      logs[self.prefix + "loss"] = scores["emd"]
+      logs.update({self.prefix + key: value for key, value in scores.items() if key != "count"})

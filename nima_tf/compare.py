@@ -27,7 +27,7 @@ from nima_tf import figures
 from nima_tf import run_dir
 from nima_tf import splits
 
-SELECTION_FILE = "selection.json"
+
 DEFAULT_MONITOR = "val_srcc_mean"
 MARKDOWN_FILE = "comparison.md"
 CSV_FILE = "comparison.csv"
@@ -97,7 +97,7 @@ def load_run(path: str) -> Run:
     raise FileNotFoundError(f"{path} is not a training run: no {run_dir.FLAGS_FILE}")
   histories = {phase: run_dir.read_json(paths.history(phase, "json"), [])
                for phase in (config_lib.HEAD, config_lib.ALL)}
-  selection = (run_dir.read_json(paths.artifact(SELECTION_FILE))
+  selection = (run_dir.read_json(paths.artifact(run_dir.SELECTION_FILE))
                or best_epoch(histories))
   return Run(
       path=path, settings=settings, histories=histories, selection=selection,

@@ -52,6 +52,7 @@ no shuffle buffer to mix a stream ordered by bin, and no re-reading of the
 split.
 """
 
+import contextlib
 import dataclasses
 import heapq
 import math
@@ -147,7 +148,11 @@ def check_stored_size(records_dir: str, image_size: int) -> None:
 
 
 def list_shards(records_dir: str, split: str) -> List[str]:
-  """The shard files of `split`, sorted; a clear error when there are none."""
+  """The shard files of `split`, sorted; a clear error when there are none.
+
+  They are checked against `dataset_info.json` (`dataset_info.check_shards`):
+  a missing, extra or resized shard is a `dataset_info.ShardError` naming it.
+  """
   if split not in records.SPLITS:
     raise ValueError(f"unknown split {split!r}; choose one of {records.SPLITS}")
   pattern = records.shard_pattern(records.build_dir(records_dir), split)
@@ -156,7 +161,30 @@ def list_shards(records_dir: str, split: str) -> List[str]:
     raise FileNotFoundError(
         f"no {split} records match {pattern}. Build the records with "
         "`python beam_jobs/build_records.py` (see README) or check --records_dir.")
+  dataset_info.check_shards(records_dir, split, files)
   return files
+
+
+@contextlib.contextmanager
+def corrupt_shards_named(records_dir: str, *split_names: str):
+  """Turns a corrupt record met while reading `split_names` into a `ShardError` naming its file.
+
+  tf.data's error gives only an offset; on that error (only), each shard is
+  read alone to find the corrupt one.
+  """
+  try:
+    yield
+  except tf.errors.DataLossError as error:
+    for split in split_names:
+      for path in list_shards(records_dir, split):
+        try:
+          for _ in tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES):
+            pass
+        except tf.errors.DataLossError as shard_error:
+          raise dataset_info.ShardError(
+              f"{path} holds a corrupt record ({shard_error.message}); rebuild the records "
+              "or restore the file") from error
+    raise
 
 
 def shard_by_file(num_files: int, num_input_pipelines: int) -> bool:

@@ -174,6 +174,39 @@ def build_identity(info: dict) -> str:
   return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class ShardError(ValueError):
+  """A shard that is missing, cut short, changed or corrupt."""
+
+
+def check_shards(records_dir: str, split: str, paths: List[str]) -> None:
+  """Raises `ShardError` naming the shard unless `paths` are the build's shards of `split`.
+
+  The names must be those `records_per_shard` lists and, where the build
+  recorded them (`bytes_per_shard`), the sizes those it wrote: one stat per
+  shard, no read. Builds that recorded neither are not checked.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  info = read(records_dir)
+  counts = info.get("records_per_shard", {}).get(split)
+  if counts is None:
+    return
+  found = {os.path.basename(shard): shard for shard in paths}
+  missing, extra = sorted(counts.keys() - found.keys()), sorted(found.keys() - counts.keys())
+  if missing:
+    raise ShardError(f"{os.path.join(records_dir, missing[0])} is missing ({counts[missing[0]]} "
+                     f"records in {records.DATASET_INFO}); rebuild the records or restore the file")
+  if extra:
+    raise ShardError(f"{found[extra[0]]} is not a shard of this build (not in "
+                     f"{records.DATASET_INFO}); remove it or rebuild the records")
+  for name, expected in sorted(info.get("bytes_per_shard", {}).get(split, {}).items()):
+    size = tf.io.gfile.stat(found[name]).length
+    if size != expected:
+      raise ShardError(f"{found[name]} holds {size} bytes, not the {expected} written by the "
+                       f"build ({counts[name]} records): it was cut short or changed; rebuild "
+                       "the records or restore the file")
+
+
 def render_plots(summaries: Dict[str, dict]) -> Dict[str, bytes]:
   """PNG histograms of the rating means and vote counts, by file name.
 

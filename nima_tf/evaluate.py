@@ -39,6 +39,7 @@ import tqdm
 
 from nima_tf import cli
 from nima_tf import data
+from nima_tf import dataset_info
 from nima_tf import figures
 from nima_tf import metrics
 from nima_tf import model_card
@@ -115,9 +116,10 @@ def predict_records(scorer: scoring.Scorer, records_dir: str, split: str,
       image_size=scorer.input_size, global_batch_size=batch_size), with_ids=True)
   with tqdm.tqdm(total=total, unit="img", desc=f"Scoring {split}",
                  disable=total < batch_size) as progress:
-    predictions = scoring.predict_distributions(
-        lambda pixels: scorer.compiled_scores(pixels)["distribution"], batches,
-        on_batch=progress.update)
+    with data.corrupt_shards_named(records_dir, split):
+      predictions = scoring.predict_distributions(
+          lambda pixels: scorer.compiled_scores(pixels)["distribution"], batches,
+          on_batch=progress.update)
   return predictions_frame(predictions.image_ids, predictions.true, predictions.pred)
 
 
@@ -468,6 +470,8 @@ def main(argv: List[str]) -> int:
   except data.EmptySplitError as error:
     print(f"error: {error}", file=sys.stderr, flush=True)
     return cli.USAGE_ERROR
+  except dataset_info.ShardError as error:
+    sys.exit(f"FATAL {error}")
   print(f"{summary['count']} images: accuracy {summary['accuracy']:.2%}, EMD "
         f"{summary['emd']:.4f}, LCC/SRCC mean {summary['lcc_mean']:.3f}/"
         f"{summary['srcc_mean']:.3f}, std {summary['lcc_std']:.3f}/{summary['srcc_std']:.3f}")

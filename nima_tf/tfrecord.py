@@ -28,6 +28,8 @@ def frame(serialized: bytes) -> bytes:
                    struct.pack("<I", masked_crc32c(serialized))))
 
 
-def write(file: BinaryIO, serialized: bytes) -> None:
-  """Appends one record to a TFRecord file open for binary writing (local or remote)."""
-  file.write(frame(serialized))
+def write(file: BinaryIO, serialized: bytes) -> int:
+  """Appends one record to a TFRecord file open for binary writing; returns the bytes written."""
+  framed = frame(serialized)
+  file.write(framed)
+  return len(framed)

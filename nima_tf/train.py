@@ -50,7 +50,6 @@ import os
 import shutil
 import sys
 import tempfile
-import warnings
 from typing import Dict, List, Optional, Sequence
 
 from absl import app
@@ -211,10 +210,10 @@ def write_history_plot(paths: run_dir.RunPaths, histories: Dict[str, List[dict]]
 class _Inputs:
   """The datasets of a run: distributed for `fit`, local for callbacks and testing."""
 
+  records_dir: str
   train: object
   steps: int
-  validation: object = None
-  validation_local: Optional[tf.data.Dataset] = None
+  validation: Optional[tf.data.Dataset] = None
   bn_batches: Optional[tf.data.Dataset] = None
 
 
@@ -222,6 +221,7 @@ def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy,
                  paths: run_dir.RunPaths) -> _Inputs:
   data.check_not_empty(config.records_dir, splits.TRAIN, "train on")
   data.check_stored_size(config.records_dir, model_config(config).input_size)
+  data.list_shards(config.records_dir, splits.TEST)  # Checked now, not after training.
   subset = None
   if config.samples_per_bin is not None:
     subset = data.select_subset(config.records_dir, splits.TRAIN, config.samples_per_bin,
@@ -233,16 +233,14 @@ def _make_inputs(config: TrainConfig, strategy: tf.distribute.Strategy,
   train_input = input_config(config, samples_per_bin=config.samples_per_bin,
                              cache=config.cache == config_lib.CACHE_MEMORY)
   inputs = _Inputs(
+      records_dir=config.records_dir,
       train=data.distributed_dataset(strategy, config.records_dir, splits.TRAIN, train_input,
                                      training=True, subset=subset),
       steps=data.steps_per_epoch(num_train, config.global_batch_size))
-  is_tpu = distribution.is_tpu(strategy)
-  if num_val >= (config.global_batch_size if is_tpu else 1):  # TPUs need full batches.
-    inputs.validation = data.distributed_dataset(
-        strategy, config.records_dir, splits.VALIDATION, input_config(config),
-        drop_remainder=is_tpu)
-    inputs.validation_local = data.make_dataset(config.records_dir, splits.VALIDATION,
-                                                input_config(config))
+  if num_val:
+    # Whole, in every process: `callbacks.ValidationMetrics`, not `fit`'s sharded evaluation.
+    inputs.validation = data.make_dataset(config.records_dir, splits.VALIDATION,
+                                          input_config(config))
   bn_batches = config_lib.precise_bn_batches(config)
   if bn_batches:
     # The same batches on every worker: seeded, unsharded, of one replica's size.
@@ -275,19 +273,16 @@ def _fit_phase(model: keras.Model, phase: Phase, paths: run_dir.RunPaths, inputs
       epoch_log,
       summaries.EpochSummaries(paths.tensorboard_dir, first_epoch),
   ]
-  if inputs.validation_local is not None:
-    phase_callbacks.insert(0, callbacks_lib.RankCorrelationCallback(inputs.validation_local))
+  if inputs.validation is not None:
+    phase_callbacks.insert(0, callbacks_lib.ValidationMetrics(inputs.validation))
   if inputs.bn_batches is not None and phase.train_base:
     phase_callbacks.insert(0, callbacks_lib.PreciseBatchNorm(inputs.bn_batches))
   best_epoch = [callbacks_lib.BestEpoch(
       paths, phase.name, config.select_by, config_lib.MONITORS[config.select_by],
       config.patience)] if inputs.validation is not None else []
-  with warnings.catch_warnings():
-    # Keras learns the length of the validation set (of unknown cardinality)
-    # on its first pass, and warns then that the input ran out of data.
-    warnings.filterwarnings("ignore", message="Your input ran out of data")
+  with data.corrupt_shards_named(inputs.records_dir, splits.TRAIN, splits.VALIDATION):
     model.fit(inputs.train, epochs=phase.epochs, steps_per_epoch=inputs.steps, shuffle=False,
-              validation_data=inputs.validation, callbacks=phase_callbacks + list(callbacks) + best_epoch,
+              callbacks=phase_callbacks + list(callbacks) + best_epoch,
               verbose=1 if sys.stdout.isatty() else 2)
   return epoch_log.rows
 
@@ -428,7 +423,8 @@ def _export(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
     test_metrics = {"count": 0}
   else:
     test_data = data.make_dataset(config.records_dir, splits.TEST, input_config(config))
-    predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
+    with data.corrupt_shards_named(config.records_dir, splits.TEST):
+      predictions = scoring.predict_distributions(scoring.inference_function(model), test_data)
     test_metrics = metrics.summarize(predictions.true, predictions.pred)
     summaries.write_test_metrics(paths.tensorboard_dir, test_metrics,
                                  sum(summary["epochs"] for summary in phase_summaries.values()))
@@ -448,6 +444,8 @@ def main(argv: List[str]) -> None:
     sys.exit(cli.USAGE_ERROR)
   except folder_lock.FolderBusy as error:
     sys.exit(f"error: {error}")
+  except dataset_info.ShardError as error:
+    sys.exit(f"FATAL {error}")
   if result.selection:
     selection = result.selection
     print(f"Selected epoch {selection['epoch']} of phase {selection['phase']!r}" + (

@@ -52,17 +52,24 @@ def write_records(records_dir: str, splits: Dict[str, Sequence[records.Record]],
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   os.makedirs(records_dir, exist_ok=True)
+  per_shard, file_bytes = {}, {}
   for split, split_records in splits.items():
+    per_shard[split], file_bytes[split] = {}, {}
     for shard in range(num_shards):
-      path = os.path.join(records_dir, records.shard_name(split, shard, num_shards))
+      name = records.shard_name(split, shard, num_shards)
+      path = os.path.join(records_dir, name)
       with tf.io.TFRecordWriter(path) as writer:
         for record in split_records[shard::num_shards]:
           writer.write(records.serialize(record))
+      per_shard[split][name] = len(split_records[shard::num_shards])
+      file_bytes[split][name] = os.path.getsize(path)
   sizes = {record.height for split_records in splits.values() for record in split_records}
   info = {
       "config": {"image_size": max(sizes, default=0)},
       "records_per_split": {split: len(splits.get(split, ())) for split in records.SPLITS},
       "records_written": sum(len(split_records) for split_records in splits.values()),
+      "records_per_shard": per_shard,
+      "bytes_per_shard": file_bytes,
   }
   dataset_info.write(records_dir, info)
   return info

@@ -221,7 +221,7 @@ def test_splits_follow_the_test_list_and_the_hash(built):
   assert test_ids == {101, 102, 103}
 
 
-def test_shards_are_named_and_counted(built):
+def test_shards_are_named_counted_and_sized(built):
   config, info, _, _ = built
   names = sorted(n for n in os.listdir(records.build_dir(config.output_dir))
                  if n.endswith(".tfrecord"))
@@ -230,6 +230,8 @@ def test_shards_are_named_and_counted(built):
   for split in records.SPLITS:
     per_shard = info["records_per_shard"][split]
     assert sum(per_shard.values()) == info["records_per_split"][split]
+    assert info["bytes_per_shard"][split] == {
+        name: os.path.getsize(os.path.join(config.output_dir, name)) for name in per_shard}
     for name, count in per_shard.items():
       stored = list(records.read_records(config.output_dir, split))
       assert count == sum(

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from nima_tf import data
+from nima_tf import dataset_info
 from nima_tf import ratings
 from nima_tf import records
 from nima_tf import splits
@@ -318,3 +319,39 @@ def test_cache_replays_the_records_without_reading_the_files(records_dir):
 def test_missing_records_raise_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="build_records"):
     data.make_dataset(str(tmp_path), "train", config())
+
+
+def test_a_missing_shard_is_named(records_dir):
+  missing = data.list_shards(records_dir, "test")[1]
+  tf.io.gfile.remove(missing)
+  with pytest.raises(dataset_info.ShardError, match=f"{missing} is missing"):
+    data.make_dataset(records_dir, "test", config())
+
+
+def test_a_shard_cut_at_a_record_boundary_is_named(records_dir):
+  shard = data.list_shards(records_dir, "train")[0]
+  kept = list(tf.data.TFRecordDataset(shard).as_numpy_iterator())[:-1]
+  with tf.io.TFRecordWriter(shard) as writer:
+    for serialized in kept:
+      writer.write(serialized)
+  with pytest.raises(dataset_info.ShardError, match=f"{shard} holds .* bytes, not the"):
+    data.make_dataset(records_dir, "train", config(), training=True)
+
+
+def test_a_shard_the_build_did_not_write_is_named(records_dir):
+  extra = records_dir + "/" + records.shard_name("test", 3, 4)
+  tf.io.gfile.copy(data.list_shards(records_dir, "test")[0], extra)
+  with pytest.raises(dataset_info.ShardError, match=f"{extra} is not a shard of this build"):
+    data.make_dataset(records_dir, "test", config())
+
+
+def test_a_corrupt_record_is_named_with_its_file(records_dir):
+  shard = data.list_shards(records_dir, "test")[2]
+  with open(shard, "r+b") as f:
+    f.seek(100)  # Inside the first record's data: same size, wrong checksum.
+    byte = f.read(1)
+    f.seek(100)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  with pytest.raises(dataset_info.ShardError, match=f"{shard} holds a corrupt record"):
+    with data.corrupt_shards_named(records_dir, "test"):
+      list(data.make_dataset(records_dir, "test", config()))

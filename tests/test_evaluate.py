@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,8 +11,10 @@ import pandas as pd
 from PIL import Image
 import pytest
 import scipy.stats
+import tensorflow as tf
 
 from nima_tf import data
+from nima_tf import dataset_info
 from nima_tf import evaluate
 from nima_tf import metrics
 from nima_tf import records
@@ -202,3 +205,23 @@ def test_command_line_refuses_an_empty_split_with_one_line(run, tmp_path):  # py
   assert completed.stderr.strip().splitlines()[-1] == (
       f"error: the test split of {records_dir} holds no records: nothing to evaluate")
   assert not (tmp_path / "evaluation").exists()
+
+
+@pytest.mark.parametrize("fault", ["missing", "cut", "corrupt"])
+def test_a_faulty_shard_stops_evaluation_naming_it(run, fault, tmp_path):  # pylint: disable=redefined-outer-name
+  records_dir = str(tmp_path / "records")
+  shutil.copytree(run["records_dir"], records_dir)
+  shard = data.list_shards(records_dir, "test")[1]
+  with open(shard, "rb") as f:
+    content = f.read()
+  if fault == "missing":
+    os.remove(shard)
+  else:
+    first = len(next(iter(tf.data.TFRecordDataset(shard))).numpy()) + 16
+    with open(shard, "wb") as f:  # Cut after the first record, or one byte of it flipped.
+      f.write(content[:first] if fault == "cut" else
+              content[:50] + bytes([content[50] ^ 0xFF]) + content[51:])
+  output_dir = str(tmp_path / "evaluation")
+  with pytest.raises(dataset_info.ShardError, match=shard):
+    evaluate.evaluate(scoring.load(run["model_dir"]), records_dir, "test", output_dir)
+  assert not os.path.exists(output_dir)

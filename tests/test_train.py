@@ -13,8 +13,11 @@ from nima_tf import config as config_lib
 from nima_tf import data
 from nima_tf import distribution
 from nima_tf import folder_lock
+from nima_tf import evaluate
 from nima_tf import model as model_lib
+from nima_tf import records
 from nima_tf import run_dir
+from nima_tf import scoring
 from nima_tf import splits
 from nima_tf import train
 from tests import record_fixtures
@@ -207,6 +210,44 @@ def test_a_started_run_pins_its_settings(tmp_path):
     train._check_same_run(paths, dataclasses.replace(config, seed=4))  # pylint: disable=protected-access
 
 
+def uneven_records(path: str, num_validation: int, num_test: int) -> str:
+  """32 training images and validation and test sets that split unevenly over 3 shards."""
+  made = record_fixtures.synthetic_records(range(1, 33 + num_validation + num_test),
+                                           stored_size=40, longer_side=64)
+  record_fixtures.write_records(path, {
+      splits.TRAIN: made[:32], splits.VALIDATION: made[32:32 + num_validation],
+      splits.TEST: made[32 + num_validation:]}, num_shards=3)
+  return path
+
+
+def single_device_metrics(output_dir: str, records_dir: str, split: str) -> dict:
+  """The run's model scored on one device over every record of `split` (`evaluate`)."""
+  scorer = scoring.load(output_dir)
+  return evaluate.summarize(evaluate.predict_records(scorer, records_dir, split, batch_size=64))
+
+
+def assert_same_metrics(logged: dict, expected: dict, prefix: str = "") -> None:
+  for key in ("emd", "accuracy", "lcc_mean", "srcc_mean", "lcc_std", "srcc_std"):
+    assert logged[prefix + key] == pytest.approx(expected[key], abs=1e-5, nan_ok=True), key
+
+
+# Fewer records than replicas; fewer than one global batch; more, not a multiple of it.
+@pytest.mark.parametrize("num_validation,num_test", [(1, 21), (9, 3)])
+def test_mirrored_evaluation_counts_every_record_once(num_validation, num_test, tmp_path):
+  records_dir = uneven_records(str(tmp_path / "records"), num_validation, num_test)
+  config = tiny_config(records_dir, str(tmp_path / "run"), strategy="mirrored",
+                       epochs_head=0, epochs_all=1)
+  result = train.train(config)
+  assert distribution.make_strategy("mirrored").num_replicas_in_sync == 2
+  [last] = json.load(open(os.path.join(config.output_dir, "history_all.json")))
+  validation = single_device_metrics(config.output_dir, records_dir, splits.VALIDATION)
+  assert_same_metrics(last, validation, prefix="val_")
+  assert last["val_loss"] == pytest.approx(validation["emd"], abs=1e-5)
+  test = single_device_metrics(config.output_dir, records_dir, splits.TEST)
+  assert result.test_metrics["count"] == test["count"] == num_test
+  assert_same_metrics(result.test_metrics, test)
+
+
 def test_mirrored_training_on_two_devices_matches_one_device(small_records, tmp_path):
   losses = {}
   for strategy in ("mirrored", "one_device"):
@@ -253,23 +294,32 @@ def test_model_learns_ratings_from_images_and_not_from_shuffled_labels(learning_
   assert learned_srcc(learning_records["shuffled"], str(tmp_path / "shuffled")) < 0.3
 
 
-def test_training_runs_on_a_two_worker_cluster(small_records, tmp_path):
-  """`--strategy=multi_worker` under a Vertex-style TF_CONFIG on loopback (keras#20585)."""
-  import sys  # pylint: disable=g-import-not-at-top
+def readme_cluster_command() -> str:
+  """The README's local-cluster training command, continuation lines joined."""
+  with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
+    text = f.read()
+  start = text.index("python -m launch.local_multi_worker --output_dir=/tmp/mw ")
+  return text[start:text.index("\n```", start)].replace("\\\n", " ")
+
+
+def test_readme_local_cluster_command_trains_and_evaluates_every_record_once(tmp_path):
+  """Two workers on loopback (keras#20585) over sets that split unevenly between them."""
+  import subprocess  # pylint: disable=g-import-not-at-top
   from launch import local_multi_worker  # pylint: disable=g-import-not-at-top
 
-  cluster_dir = str(tmp_path / "cluster")
-  command = [sys.executable, "-m", "nima_tf.train", "--strategy=multi_worker",
-             f"--records_dir={small_records}", "--weights=none", "--alpha=0.25",
-             "--image_size=32", "--dropout=0", "--global_batch_size=16", "--epochs_head=1",
-             "--epochs_all=1", "--precise_bn_batches=2", "--seed=3"]
-  codes = local_multi_worker.run_cluster(command, 2, cluster_dir, timeout=400)
+  home = tmp_path / "home"
+  # 20 validation records in 3 shards: 13 for one worker (2 batches), 7 for the other (1).
+  records_dir = uneven_records(str(home / "sample" / "records"), 20, 7)
+  cluster_dir = tmp_path / "mw"
+  command = readme_cluster_command().replace("/tmp/mw", str(cluster_dir))
+  completed = subprocess.run(["bash", "-c", command], env={**os.environ, "NIMA_TF_HOME": str(home)},
+                             capture_output=True, text=True, timeout=1800, check=False)
+  assert completed.returncode == 0, completed.stdout + completed.stderr
   logs = []
   for index in range(2):
-    with open(os.path.join(cluster_dir, local_multi_worker.CONSOLE_DIR,
-                           f"{local_multi_worker.task_name(index)}.log")) as f:
+    with open(cluster_dir / local_multi_worker.CONSOLE_DIR
+              / f"{local_multi_worker.task_name(index)}.log") as f:
       logs.append([line for line in f if line.startswith("Test metrics")])
-  assert codes == [0, 0]
   # Both workers trained in lockstep: the same test metrics, once each.
   assert len(logs[0]) == 1 and logs[0] == logs[1]
   with open(os.path.join(cluster_dir, "model", run_dir.TEST_METRICS_FILE)) as f:
@@ -423,3 +473,28 @@ def test_only_the_all_layers_phase_trains_the_base(small_records):
     trains_base[phase.name] = any(not np.array_equal(old, new.numpy())
                                   for old, new in zip(before, base.weights))
   assert trains_base == {config_lib.HEAD: False, config_lib.ALL: True}
+
+
+  run = str(cluster_dir / "model")
+  [last] = json.load(open(os.path.join(run, "history_all.json")))
+  assert_same_metrics(last, single_device_metrics(run, records_dir, splits.VALIDATION), "val_")
+  test = single_device_metrics(run, records_dir, splits.TEST)
+  with open(os.path.join(run, run_dir.TEST_METRICS_FILE)) as f:
+    test_metrics = json.load(f)
+  assert test_metrics["count"] == test["count"] == 7
+  assert_same_metrics(test_metrics, test)
+
+
+def test_a_missing_test_shard_stops_training_with_one_line_naming_it(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  records_dir = uneven_records(str(tmp_path / "records"), 3, 5)
+  missing = os.path.join(records_dir, records.shard_name(splits.TEST, 1, 3))
+  os.remove(missing)
+  completed = subprocess.run(
+      [sys.executable, "-m", "nima_tf.train", f"--records_dir={records_dir}",
+       f"--output_dir={tmp_path / 'run'}", "--weights=none"],
+      capture_output=True, text=True, timeout=600, check=False)
+  assert completed.returncode == 1
+  assert completed.stderr.splitlines()[-1].startswith(f"FATAL {missing} is missing")
