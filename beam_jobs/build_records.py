@@ -11,8 +11,6 @@ docstring for the guarantees.
 """
 
 import argparse
-import logging
-import sys
 from typing import Dict, FrozenSet, List, Sequence, Tuple
 
 from absl import app
@@ -20,6 +18,7 @@ from absl import flags
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs import records_pipeline
+from nima_tf import cli
 from nima_tf import flag_check
 from nima_tf import imaging
 
@@ -121,24 +120,19 @@ def check_args(args: Sequence[str]) -> Tuple[flags.FlagValues, FrozenSet[str]]:
 
 
 def _parse_flags(argv: List[str]) -> List[str]:
-  """absl's flags parser for `app.run`: the job's flags, then Beam's; one line on error."""
-  try:
-    beam_args, _ = split_args(flags.FLAGS, argv[1:])
-  except ValueError as error:
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(2)
+  """The flags parser for `cli.run`: the job's flags, then Beam's (ValueError on error)."""
+  beam_args, _ = split_args(flags.FLAGS, argv[1:])
   return argv[:1] + beam_args
 
 
 def main(argv: List[str]) -> None:
-  logging.getLogger().setLevel(logging.INFO)
   config = config_from_flags()
   print(f"Reading AVA from {config.ava_dir}; writing records to {config.output_dir}",
         flush=True)
   try:
     info = records_pipeline.run(config, argv[1:])
   except (records_pipeline.InputError, records_pipeline.BuildRefused) as error:
-    sys.exit(f"error: {error}")
+    raise cli.Failure(error) from None
   print(f"Done in {info['wall_seconds']:.1f} s: {info['rows_read']} rows read, "
         f"{info['records_written']} records written {info['records_per_split']}, "
         f"{info['rows_rejected']} rejected {_nonzero(info['rejected_by_reason'])}.\n"
@@ -152,7 +146,7 @@ def _nonzero(counts: Dict[str, int]) -> Dict[str, int]:
 def run() -> None:
   """The `nima-build-records` command: `main` with this module's flags."""
   define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _parse_flags)
 
 
 if __name__ == "__main__":

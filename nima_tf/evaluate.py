@@ -25,8 +25,13 @@ import json
 import os
 from typing import Dict, List
 
-from absl import app
 from absl import flags
+
+from nima_tf import cli  # pylint: disable=g-bad-import-order
+
+cli.start_tensorflow_quietly()  # before anything imports TensorFlow
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -300,14 +305,13 @@ def define_flags() -> None:
 
 
 def main(argv: List[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.unexpected_arguments(argv)
   values = flags.FLAGS
   try:
     scorer = scoring.load(values.model_dir or sample.output_dir())
     records_dir = scoring.records_dir_of(scorer, values.records_dir)
   except (FileNotFoundError, ValueError) as error:
-    raise app.UsageError(str(error)) from None
+    raise cli.Failure(error) from None
   output_dir = values.output_dir or os.path.join(scorer.run_dir, "evaluation", values.split)
   summary = evaluate(scorer, records_dir, values.split, output_dir, values.batch_size)
   print(f"{summary['count']} images: accuracy {summary['accuracy']:.2%}, EMD "
@@ -319,7 +323,7 @@ def main(argv: List[str]) -> None:
 def run() -> None:
   """The `nima-evaluate` command: `main` with this module's flags."""
   define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -41,13 +41,18 @@ from typing import Iterable, List, Sequence, Tuple, Union
 
 from absl import app
 from absl import flags
+
+from nima_tf import cli  # pylint: disable=g-bad-import-order
+
+cli.start_tensorflow_quietly()  # before anything imports TensorFlow
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tqdm
 
 from nima_tf import ava
-from nima_tf import cli
 from nima_tf import gallery
 from nima_tf import image_files
 from nima_tf import imaging
@@ -296,16 +301,16 @@ def define_flags() -> None:
 def main(argv: List[str]) -> int:
   values = flags.FLAGS
   if len(argv) < 2:
-    raise app.UsageError("give the images to score: files, folders or globs", USAGE_ERROR)
+    raise app.UsageError("give the images to score: files, folders or globs")
   if values.output and os.path.splitext(values.output)[1].lower() not in FORMATS:
-    raise app.UsageError(f"--output must end in one of {FORMATS}", USAGE_ERROR)
+    raise app.UsageError(f"--output must end in one of {FORMATS}")
   try:
     scorer = scoring.load(values.model or sample.output_dir())
   except (FileNotFoundError, ValueError) as error:
-    raise app.UsageError(str(error), USAGE_ERROR) from None
+    raise cli.Failure(error) from None
   paths, failures = expand(argv[1:])
   if not paths and not failures:
-    raise app.UsageError("no files to score", USAGE_ERROR)
+    raise cli.Failure(f"no files to score in {' '.join(argv[1:])}")
   scores, unscored = score_files(
       scorer, paths, values.batch_size,
       limits=imaging.ImageLimits(max_file_bytes=values.max_file_bytes))
@@ -329,7 +334,7 @@ def main(argv: List[str]) -> int:
 def run() -> None:
   """The `nima-predict` command: `main` with this module's flags."""
   define_flags()
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)
 
 
 if __name__ == "__main__":

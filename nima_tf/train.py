@@ -45,8 +45,13 @@ import tempfile
 import warnings
 from typing import Dict, List, Optional, Sequence
 
-from absl import app
 from absl import flags
+
+from nima_tf import cli  # pylint: disable=g-bad-import-order
+
+cli.start_tensorflow_quietly()  # before anything imports TensorFlow
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import keras
 import numpy as np
 import tensorflow as tf
@@ -315,11 +320,15 @@ def _export(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
 
 
 def main(argv: List[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.unexpected_arguments(argv)
+  config = config_lib.config_from_flags()
+  try:
+    data.list_shards(config.records_dir, splits.TRAIN)
+  except FileNotFoundError as error:
+    raise cli.Failure(error) from None
   if flags.FLAGS.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
     distribution.split_cpu(flags.FLAGS.cpu_replicas)
-  result = train(config_lib.config_from_flags())
+  result = train(config)
   print(f"Test metrics ({result.test_metrics.get('count')} images): " + ", ".join(
       f"{key} {value:.4f}" for key, value in result.test_metrics.items() if key != "count"))
   for name, summary in result.phases.items():
@@ -332,7 +341,7 @@ def main(argv: List[str]) -> None:
 def run() -> None:
   """The `nima-train` command: `main` with this module's flags."""
   config_lib.define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":
