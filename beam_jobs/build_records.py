@@ -37,9 +37,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
       "output_dir", None, "Where the records go. Default with --ava_dir unset: the sample's "
       "records folder ($NIMA_TF_HOME or ~/.cache/nima_tf, then sample/records).",
       flag_values=flag_values)
-  flags.DEFINE_integer("image_size", imaging.DEFAULT_IMAGE_SIZE,
-                       "Stored images are image_size x image_size.", lower_bound=32,
+  flags.DEFINE_integer("stored_size", imaging.DEFAULT_IMAGE_SIZE,
+                       "Stored images are stored_size x stored_size.", lower_bound=32,
                        flag_values=flag_values)
+  flags.DEFINE_alias("image_size", "stored_size", flag_values=flag_values)
   flags.DEFINE_float("validation_fraction", 0.1, "Share of the non-test images hashed "
                      "into validation.", lower_bound=0.0, upper_bound=1.0,
                      flag_values=flag_values)
@@ -73,7 +74,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> records_pi
     raise app.UsageError("--output_dir is required with --ava_dir")
   return records_pipeline.JobConfig(
       ava_dir=ava_dir, output_dir=output_dir, images_dir=flag_values.images_dir,
-      image_size=flag_values.image_size, validation_fraction=flag_values.validation_fraction,
+      image_size=flag_values.stored_size, validation_fraction=flag_values.validation_fraction,
       limits=imaging.ImageLimits(min_side=flag_values.min_side,
                                  max_pixels=flag_values.max_pixels,
                                  max_file_bytes=flag_values.max_file_bytes),

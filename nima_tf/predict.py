@@ -1,6 +1,6 @@
 r"""Scores photos with a trained NIMA: files, folders, globs, local or gs://.
 
-  python -m nima_tf.predict photos/ [--model=runs/1] [--sort]          # table on stdout
+  python -m nima_tf.predict photos/ [--model_dir=runs/1] [--sort]          # table on stdout
   python -m nima_tf.predict 'gs://b/rooms/*.jpg' --output=scores.csv   # or scores.json
   python -m nima_tf.predict photos/ --html=gallery.html               # a page of photos
 
@@ -285,15 +285,16 @@ def write(output: str, scores: Sequence[Score], failures: Sequence[Failure],
 
 def define_flags() -> None:
   """The command line; `main` needs it, importers (tests, other tools) do not."""
-  flags.DEFINE_string("model", None, "Output folder of `python -m nima_tf.train`, or a .keras "
-                      "file (local or gs://). Default: the sample's run, "
+  flags.DEFINE_string("model_dir", None, "Output folder of `python -m nima_tf.train`, or a "
+                      ".keras file (local or gs://). Default: the sample's run, "
                       + sample.output_dir())
+  flags.DEFINE_alias("model", "model_dir")
   flags.DEFINE_string("output", None, "Write scores to this .csv or .json file (local or "
                       "gs://) instead of printing a table.")
   flags.DEFINE_bool("sort", False, "Rank the images best first.")
   flags.DEFINE_string("html", None, "Also write a gallery of the photos ranked by score, "
                       "with the failures, to this self-contained HTML file (local or gs://).")
-  flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
+  flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
   flags.DEFINE_integer("max_file_bytes", imaging.DEFAULT_MAX_FILE_BYTES, "Files with more "
                        "bytes are not read (too_large).", lower_bound=1)
 
@@ -305,7 +306,7 @@ def main(argv: List[str]) -> int:
   if values.output and os.path.splitext(values.output)[1].lower() not in FORMATS:
     raise app.UsageError(f"--output must end in one of {FORMATS}")
   try:
-    scorer = scoring.load(values.model or sample.output_dir())
+    scorer = scoring.load(values.model_dir or sample.output_dir())
   except (FileNotFoundError, ValueError) as error:
     raise cli.Failure(error) from None
   paths, failures = expand(argv[1:])
