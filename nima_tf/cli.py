@@ -8,6 +8,7 @@ do and exit status 1. Tracebacks are for bugs.
 
 import argparse
 import functools
+import logging
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ from typing import Callable, List, NoReturn, Optional, Sequence, Union
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 
 SOME_FAILED = 1
 USAGE_ERROR = 2
@@ -65,6 +67,7 @@ def handle_errors(main: Callable[[List[str]], Optional[int]]) -> Callable[[List[
 
   @functools.wraps(main)
   def wrapped(argv: List[str]) -> Optional[int]:
+    quiet_logs()
     try:
       return main(argv)
     except app.UsageError as error:
@@ -81,6 +84,22 @@ def run(main: Callable[[List[str]], Optional[int]],
   app.run(handle_errors(main), flags_parser=flags_parser(parse))
 
 
+def quiet_logs() -> None:
+  """Python logs show warnings and errors, INFO only with `-v 0` (`--verbosity=0`).
+
+  absl's default is INFO once flags are parsed: Beam's and TensorFlow's steps,
+  which a tool's own output already tells. TensorFlow's logger, imported before
+  absl's handler exists, gets its own handler and level INFO, so that its INFO
+  lines came out twice whatever `--verbosity` said; it now follows `--verbosity`.
+  """
+  if not flags.FLAGS["verbosity"].present:
+    absl_logging.set_verbosity(absl_logging.WARNING)
+  tensorflow_logger = logging.getLogger("tensorflow")
+  for handler in list(tensorflow_logger.handlers):
+    tensorflow_logger.removeHandler(handler)
+  tensorflow_logger.setLevel(logging.NOTSET)
+
+
 def unexpected_arguments(argv: Sequence[str]) -> None:
   """Raises `app.UsageError` if the command line has positional arguments."""
   if len(argv) > 1:
@@ -95,6 +114,11 @@ _START_UP_NOISE = re.compile(
     r"|I\d{4} "
     r"|To enable the following instructions:")
 _NO_GPU_ERROR = re.compile(r"E\d{4} .*failed call to cuInit")
+
+
+def start_up_noise(line: str, has_gpu: bool) -> bool:
+  """Whether `line` is one of TensorFlow's start-up lines that tell a user nothing."""
+  return bool(_START_UP_NOISE.match(line) or (not has_gpu and _NO_GPU_ERROR.match(line)))
 
 
 def verbose(argv: Sequence[str]) -> bool:
@@ -138,8 +162,6 @@ def start_tensorflow_quietly(argv: Sequence[str] = sys.argv) -> None:
       os.close(stderr)
       captured.seek(0)
       lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-      sys.stderr.writelines(
-          line for line in lines
-          if gpus is None or not (_START_UP_NOISE.match(line)
-                                  or (not gpus and _NO_GPU_ERROR.match(line))))
+      sys.stderr.writelines(line for line in lines
+                            if gpus is None or not start_up_noise(line, bool(gpus)))
       sys.stderr.flush()
