@@ -41,11 +41,31 @@ def fail(error: Union[str, Exception]) -> NoReturn:
   sys.exit(SOME_FAILED)
 
 
+_HELP_FLAGS = ("--help", "-help", "--helpshort", "-?", "-h")
+
+
+def print_help() -> None:
+  """The program's docstring and the flags of every module but absl's, on stdout.
+
+  absl's own --help lists only the flags defined in `__main__`, which is none
+  for the trainer, whose flags live in `config.py`.
+  """
+  doc = (sys.modules["__main__"].__doc__ or f"USAGE: {sys.argv[0]} [flags]").rstrip()
+  modules = sorted(name for name in flags.FLAGS.flags_by_module_dict()
+                   if not name.startswith("absl."))
+  print(doc + "\n\nflags:\n\n" + "\n\n".join(flags.FLAGS.module_help(name) for name in modules)
+        + "\n\nTry --helpfull to get a list of all flags, absl's too.", flush=True)
+
+
 def flags_parser(parse: Callable[[List[str]], List[str]] = flags.FLAGS
                  ) -> Callable[[List[str]], List[str]]:
   """`parse` as `app.run`'s flags parser: help exits 0, a bad flag (or ValueError) exits 2."""
 
   def parser(argv: List[str]) -> List[str]:
+    args = list(argv[1:])
+    if any(arg in _HELP_FLAGS for arg in args[:args.index("--") if "--" in args else None]):
+      print_help()
+      sys.exit(0)
     try:
       return parse(argv)
     except (flags.Error, ValueError) as error:
