@@ -11,8 +11,6 @@ docstring for the guarantees.
 """
 
 import argparse
-import logging
-import sys
 from typing import Dict, FrozenSet, List, Sequence, Tuple
 
 from absl import app
@@ -40,9 +38,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
       "output_dir", None, "Where the records go. Default with --ava_dir unset: the sample's "
       "records folder ($NIMA_TF_HOME or ~/.cache/nima_tf, then sample/records).",
       flag_values=flag_values)
-  flags.DEFINE_integer("image_size", imaging.DEFAULT_IMAGE_SIZE,
-                       "Stored images are image_size x image_size.", lower_bound=32,
+  flags.DEFINE_integer("stored_size", imaging.DEFAULT_IMAGE_SIZE,
+                       "Stored images are stored_size x stored_size.", lower_bound=32,
                        flag_values=flag_values)
+  flags.DEFINE_alias("image_size", "stored_size", flag_values=flag_values)
   flags.DEFINE_float("validation_fraction", 0.1, "Share of the non-test images hashed "
                      "into validation.", lower_bound=0.0, upper_bound=1.0,
                      flag_values=flag_values)
@@ -78,7 +77,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> records_pi
     raise app.UsageError("--output_dir is required with --ava_dir")
   return records_pipeline.JobConfig(
       ava_dir=ava_dir, output_dir=output_dir, images_dir=flag_values.images_dir,
-      image_size=flag_values.image_size, validation_fraction=flag_values.validation_fraction,
+      image_size=flag_values.stored_size, validation_fraction=flag_values.validation_fraction,
       limits=imaging.ImageLimits(min_side=flag_values.min_side,
                                  max_pixels=flag_values.max_pixels,
                                  max_file_bytes=flag_values.max_file_bytes),
@@ -126,17 +125,12 @@ def check_args(args: Sequence[str]) -> Tuple[flags.FlagValues, FrozenSet[str]]:
 
 
 def _parse_flags(argv: List[str]) -> List[str]:
-  """absl's flags parser for `app.run`: the job's flags, then Beam's; one line on error."""
-  try:
-    beam_args, _ = split_args(flags.FLAGS, argv[1:])
-  except ValueError as error:
-    sys.stderr.write(f"error: {error}\n")
-    sys.exit(2)
+  """The flags parser for `cli.run`: the job's flags, then Beam's (ValueError on error)."""
+  beam_args, _ = split_args(flags.FLAGS, argv[1:])
   return argv[:1] + beam_args
 
 
 def main(argv: List[str]) -> None:
-  logging.getLogger().setLevel(logging.INFO)
   config = config_from_flags()
   print(f"Reading AVA from {config.ava_dir}; writing records to {config.output_dir}",
         flush=True)
@@ -144,7 +138,7 @@ def main(argv: List[str]) -> None:
     info = records_pipeline.run(config, argv[1:])
   except (records_pipeline.InputError, records_pipeline.BuildRefused,
           folder_lock.FolderBusy) as error:
-    sys.exit(f"error: {error}")
+    raise cli.Failure(error) from None
   print(f"Done in {info['wall_seconds']:.1f} s: {info['rows_read']} rows read, "
         f"{info['records_written']} records written {info['records_per_split']}, "
         f"{info['rows_rejected']} rejected {_nonzero(info['rejected_by_reason'])}.\n"
@@ -157,9 +151,8 @@ def _nonzero(counts: Dict[str, int]) -> Dict[str, int]:
 
 def run() -> None:
   """The `nima-build-records` command: `main` with this module's flags."""
-  cli.exit_on_version()
   define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _parse_flags)
 
 
 if __name__ == "__main__":

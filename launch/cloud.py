@@ -14,11 +14,9 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
-from typing import Callable, List, NoReturn, Optional
+from typing import Optional
 
-from absl import app
 from absl import flags
 
 from nima_tf import cli
@@ -141,22 +139,3 @@ def define_common_flags(service: str, job_name_prefix: str) -> None:
                       "Default: <temp dir>/nima_tf_launch/<job_name>.json.")
   flags.DEFINE_bool("dry_run", False, "Check everything, print the command or request and "
                     "write the spec; contact nothing.")
-
-
-def usage_error(error: Exception) -> NoReturn:
-  """Prints `error` as one line and exits with status 2."""
-  sys.stderr.write(f"error: {error}\n")
-  sys.exit(2)
-
-
-def run(main: Callable[[List[str]], None]) -> None:
-  """`app.run(main)`, with a flag error printed as one line (exit status 2)."""
-
-  def parse(argv: List[str]) -> List[str]:
-    try:
-      return flags.FLAGS(argv)
-    except flags.Error as error:
-      usage_error(error)
-
-  cli.exit_on_version()
-  app.run(main, flags_parser=parse)

@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 
 from launch import cloud
 from launch import images
+from nima_tf import cli
 
 # The extras of setup.py that the images and the test environment install.
 EXTRAS = ("job", "train", "cloud", "test")
@@ -101,7 +102,7 @@ def render() -> str:
 
 def main(argv: List[str]) -> None:
   if len(argv) > 1:
-    cloud.usage_error(f"unexpected arguments: {argv[1:]}")
+    cli.usage_error(f"unexpected arguments: {argv[1:]}")
   path = os.path.join(cloud.REPO_ROOT, images.CONSTRAINTS)
   text = render()
   if flags.FLAGS.check:
@@ -122,4 +123,4 @@ def main(argv: List[str]) -> None:
 if __name__ == "__main__":
   flags.DEFINE_bool("check", False, "Compare instead of writing: exit 1 with the "
                     "differences if the file is not this environment's.")
-  cloud.run(main)
+  cli.run(main)

@@ -31,6 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from launch import cloud
 from launch import constraints
 from launch import passthrough
+from nima_tf import cli
 
 JOB_MODULE = "beam_jobs.build_records"
 JOB_NAME_PREFIX = "nima-records"
@@ -214,10 +215,13 @@ def main(argv: List[str]) -> None:
   try:
     config = config_from_flags(argv[1:])
   except ValueError as error:
-    cloud.usage_error(error)
-  launch(config, flags.FLAGS.dry_run, flags.FLAGS.spec_out)
+    cli.usage_error(error)
+  try:
+    launch(config, flags.FLAGS.dry_run, flags.FLAGS.spec_out)
+  except OSError as error:
+    raise cli.Failure(error) from None
 
 
 if __name__ == "__main__":
   define_flags()
-  cloud.run(main)
+  cli.run(main)

@@ -30,8 +30,8 @@ from typing import Dict, List, Sequence
 from absl import flags
 import numpy as np
 
-from launch import cloud
 from launch import passthrough
+from nima_tf import cli
 
 CHIEF = "chief"
 WORKER = "worker"
@@ -227,11 +227,14 @@ def main(argv: List[str]) -> None:
   try:
     check_command(user_command)
   except ValueError as error:
-    cloud.usage_error(error)
+    cli.usage_error(error)
   command = user_command or [sys.executable, "-m", __spec__.name, "--sync_check_worker",
                              f"--output_dir={output_dir}"]
   num_workers = flags.FLAGS.num_workers
-  codes = run_cluster(command, num_workers, output_dir, flags.FLAGS.timeout)
+  try:
+    codes = run_cluster(command, num_workers, output_dir, flags.FLAGS.timeout)
+  except OSError as error:
+    raise cli.Failure(f"cannot run the cluster in --output_dir={output_dir}: {error}") from None
   problems = []
   for index, code in enumerate(codes):
     if code != 0:
@@ -248,4 +251,4 @@ def main(argv: List[str]) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  cloud.run(main)
+  cli.run(main)

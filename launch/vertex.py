@@ -38,6 +38,7 @@ from absl import flags
 from launch import cloud
 from launch import images
 from launch import passthrough
+from nima_tf import cli
 
 SINGLE = "single"
 MULTI_WORKER = "multi_worker"
@@ -342,10 +343,13 @@ def main(argv: List[str]) -> None:
     if flags.FLAGS.build_image:
       images.require_pinned_base(images.TRAINER_DOCKERFILE)
   except ValueError as error:
-    cloud.usage_error(error)
-  launch(config, flags.FLAGS.dry_run, flags.FLAGS.build_image, flags.FLAGS.spec_out)
+    cli.usage_error(error)
+  try:
+    launch(config, flags.FLAGS.dry_run, flags.FLAGS.build_image, flags.FLAGS.spec_out)
+  except OSError as error:
+    raise cli.Failure(error) from None
 
 
 if __name__ == "__main__":
   define_flags()
-  cloud.run(main)
+  cli.run(main)

@@ -171,6 +171,17 @@ def vertex_dirs(environ=os.environ) -> Dict[str, str]:
   return {field: environ[name] for field, name in VERTEX_ENV.items() if environ.get(name)}
 
 
+# TrainConfig fields whose flag has another name: the model's input size is
+# --input_size, distinct from the data job's stored size (--stored_size).
+# The old spelling, --image_size, stays as an alias.
+FLAG_NAMES = {"image_size": "input_size"}
+
+
+def flag_name(field: str) -> str:
+  """The command-line flag of a TrainConfig field."""
+  return FLAG_NAMES.get(field, field)
+
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """Defines the command line: one flag per TrainConfig field, AVA defaults.
 
@@ -184,7 +195,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   def define(kind, name, text, *args, **kwargs):
     if name in SAMPLE_DEFAULTS:
       text += f" Sample default: {SAMPLE_DEFAULTS[name]}."
-    getattr(flags, f"DEFINE_{kind}")(name, defaults.get(name), *args, text,
+    getattr(flags, f"DEFINE_{kind}")(flag_name(name), defaults.get(name), *args, text,
                                      flag_values=flag_values, **kwargs)
 
   define("string", "records_dir", "Records folder from beam_jobs/build_records.py (local or "
@@ -202,7 +213,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   define("float", "alpha", "Width multiplier of MobileNets.")
   define("integer", "image_size", "Model input size in pixels. Default: the backbone's "
          "native size (299 for inception_resnet_v2, else 224); records must be stored at "
-         "8/7 of it or more (a random crop of 7/8).", lower_bound=32)
+         "8/7 of it or more (a random crop of 7/8; the records' stored size is the data "
+         "job's --stored_size).", lower_bound=32)
+  flags.DEFINE_alias("image_size", flag_name("image_size"), flag_values=flag_values)
   define("string", "weights", "imagenet, none (random initialization), or a NIMA "
          ".weights.h5 file to start from.")
   define("float", "dropout", "Dropout rate before the head.")
@@ -258,9 +271,9 @@ def config_from_flags(flag_values=flags.FLAGS, environ=os.environ) -> TrainConfi
 
   Without `--records_dir`, the sample's records are built first if missing.
   """
-  explicit = {field.name: flag_values[field.name].value
+  explicit = {field.name: flag_values[flag_name(field.name)].value
               for field in dataclasses.fields(TrainConfig)
-              if flag_values[field.name].present}
+              if flag_values[flag_name(field.name)].present}
   recipe = RECIPES[explicit["recipe"]] if "recipe" in explicit else {}
   settings = {**vertex_dirs(environ), **recipe, **explicit}
   if "records_dir" not in explicit:

@@ -49,7 +49,6 @@ import urllib.parse
 import uuid
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
-from absl import app
 from absl import flags
 import fsspec
 from fsspec.implementations import local as fsspec_local
@@ -576,7 +575,7 @@ def read_ava_ids(ava_dir: str, split: str = "all") -> Tuple[List[int], int]:
         except ava.Rejected:
           unusable += 1
   except FileNotFoundError:
-    raise UsageError(f"{ava_txt} does not exist: is --ava_dir an AVA_dataset folder?") from None
+    raise cli.Failure(f"{ava_txt} does not exist: is --ava_dir an AVA_dataset folder?") from None
   ids = list(dict.fromkeys(ids))
   if split == "test":
     test_list = os.path.join(ava_dir, ava.TEST_LIST)
@@ -584,7 +583,7 @@ def read_ava_ids(ava_dir: str, split: str = "all") -> Tuple[List[int], int]:
       with fsspec.open(test_list, "r") as f:
         test_ids = set(ava.parse_id_list(f))
     except FileNotFoundError:
-      raise UsageError(f"{test_list} does not exist: --split=test needs it") from None
+      raise cli.Failure(f"{test_list} does not exist: --split=test needs it") from None
     ids = [image_id for image_id in ids if image_id in test_ids]
   return ids, unusable
 
@@ -595,7 +594,7 @@ def read_ids_file(path: str) -> List[int]:
     with fsspec.open(path, "r") as f:
       return list(dict.fromkeys(ava.parse_id_list(f)))
   except FileNotFoundError:
-    raise UsageError(f"--ids_file {path} does not exist") from None
+    raise cli.Failure(f"--ids_file {path} does not exist") from None
   except ValueError as error:
     raise UsageError(f"--ids_file {path}: {error}") from None
 
@@ -697,8 +696,7 @@ def main(argv: List[str]) -> int:
     ids = _selected_ids(values)
     config = config_from_flags(values)
   except UsageError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return cli.USAGE_ERROR
+    cli.usage_error(error)
   report = download(ids, config)
   report_path = values.report or os.path.join(config.images_dir, REPORT_FILE)
   write_report(report, report_path)
@@ -707,6 +705,5 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
-  cli.exit_on_version()
   define_flags()
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -30,8 +30,13 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-from absl import app
 from absl import flags
+
+from nima_tf import cli  # pylint: disable=g-bad-import-order
+
+cli.start_tensorflow_quietly()  # before anything imports TensorFlow
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -454,14 +459,13 @@ def define_flags() -> None:
 
 
 def main(argv: List[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.unexpected_arguments(argv)
   values = flags.FLAGS
   try:
     scorer = scoring.load(values.model_dir or sample.output_dir())
     records_dir = scoring.records_dir_of(scorer, values.records_dir)
   except (FileNotFoundError, ValueError) as error:
-    raise app.UsageError(str(error)) from None
+    raise cli.Failure(error) from None
   output_dir = values.output_dir or os.path.join(scorer.run_dir, "evaluation", values.split)
   if model_card.is_synthetic(scorer.card):
     print(model_card.SYNTHETIC_WARNING, file=sys.stderr, flush=True)
@@ -481,9 +485,8 @@ def main(argv: List[str]) -> int:
 
 def run() -> None:
   """The `nima-evaluate` command: `main` with this module's flags."""
-  cli.exit_on_version()
   define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

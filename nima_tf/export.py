@@ -32,6 +32,12 @@ import warnings
 
 from absl import app
 from absl import flags
+
+from nima_tf import cli  # pylint: disable=g-bad-import-order
+
+cli.start_tensorflow_quietly()  # before anything imports TensorFlow
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import keras
 import numpy as np
 import scipy.stats
@@ -234,8 +240,7 @@ def define_flags() -> None:
 
 
 def main(argv: List[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.unexpected_arguments(argv)
   values = flags.FLAGS
   if values.quantize and values.format != TFLITE:
     raise app.UsageError("--quantize applies to --format=tflite only")
@@ -246,7 +251,7 @@ def main(argv: List[str]) -> None:
     records_dir = (scoring.records_dir_of(scorer, values.records_dir)
                    if values.format == TFLITE else None)
   except (FileNotFoundError, ValueError) as error:
-    raise app.UsageError(str(error)) from None
+    raise cli.Failure(error) from None
   output = values.output or default_output(scorer, values.format, values.quantize)
   if values.format == SAVED_MODEL:
     try:
@@ -266,9 +271,8 @@ def main(argv: List[str]) -> None:
 
 def run() -> None:
   """The `nima-export` command: `main` with this module's flags."""
-  cli.exit_on_version()
   define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

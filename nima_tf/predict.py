@@ -1,6 +1,6 @@
 r"""Scores photos with a trained NIMA: files, folders, globs, local or gs://.
 
-  python -m nima_tf.predict photos/ [--model=runs/1] [--sort]          # table on stdout
+  python -m nima_tf.predict photos/ [--model_dir=runs/1] [--sort]          # table on stdout
   python -m nima_tf.predict 'gs://b/rooms/*.jpg' --output=scores.csv   # or scores.json
   python -m nima_tf.predict photos/ --html=gallery.html               # a page of photos
 
@@ -45,13 +45,18 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from absl import app
 from absl import flags
+
+from nima_tf import cli  # pylint: disable=g-bad-import-order
+
+cli.start_tensorflow_quietly()  # before anything imports TensorFlow
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tqdm
 
 from nima_tf import ava
-from nima_tf import cli
 from nima_tf import gallery
 from nima_tf import image_files
 from nima_tf import imaging
@@ -299,15 +304,16 @@ def write(output: str, scores: Sequence[Score], failures: Sequence[Failure],
 
 def define_flags() -> None:
   """The command line; `main` needs it, importers (tests, other tools) do not."""
-  flags.DEFINE_string("model", None, "Output folder of `python -m nima_tf.train`, or a .keras "
-                      "file (local or gs://). Default: the sample's run, "
+  flags.DEFINE_string("model_dir", None, "Output folder of `python -m nima_tf.train`, or a "
+                      ".keras file (local or gs://). Default: the sample's run, "
                       + sample.output_dir())
+  flags.DEFINE_alias("model", "model_dir")
   flags.DEFINE_string("output", None, "Write scores to this .csv or .json file (local or "
                       "gs://) instead of printing a table.")
   flags.DEFINE_bool("sort", False, "Rank the images best first.")
   flags.DEFINE_string("html", None, "Also write a gallery of the photos ranked by score, "
                       "with the failures, to this self-contained HTML file (local or gs://).")
-  flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
+  flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
   flags.DEFINE_integer("max_file_bytes", imaging.DEFAULT_MAX_FILE_BYTES, "Files with more "
                        "bytes are not read (too_large).", lower_bound=1)
 
@@ -315,9 +321,9 @@ def define_flags() -> None:
 def main(argv: List[str]) -> int:
   values = flags.FLAGS
   if len(argv) < 2:
-    raise app.UsageError("give the images to score: files, folders or globs", USAGE_ERROR)
+    raise app.UsageError("give the images to score: files, folders or globs")
   if values.output and os.path.splitext(values.output)[1].lower() not in FORMATS:
-    raise app.UsageError(f"--output must end in one of {FORMATS}", USAGE_ERROR)
+    raise app.UsageError(f"--output must end in one of {FORMATS}")
   outputs = [errors_path(values.output)] if values.output and values.output.lower().endswith(
       ".csv") else []
   for path in filter(None, [values.output, *outputs, values.html]):
@@ -327,12 +333,12 @@ def main(argv: List[str]) -> int:
       print(f"error: {error}; nothing was scored", file=sys.stderr)
       return CANNOT_WRITE
   try:
-    scorer = scoring.load(values.model or sample.output_dir())
+    scorer = scoring.load(values.model_dir or sample.output_dir())
   except (FileNotFoundError, ValueError) as error:
-    raise app.UsageError(str(error), USAGE_ERROR) from None
+    raise cli.Failure(error) from None
   paths, failures = expand(argv[1:])
   if not paths and not failures:
-    raise app.UsageError("no files to score", USAGE_ERROR)
+    raise cli.Failure(f"no files to score in {' '.join(argv[1:])}")
   if model_card.is_synthetic(scorer.card):
     print(model_card.SYNTHETIC_WARNING, file=sys.stderr, flush=True)
   scores, unscored = score_files(
@@ -358,9 +364,8 @@ def main(argv: List[str]) -> int:
 
 def run() -> None:
   """The `nima-predict` command: `main` with this module's flags."""
-  cli.exit_on_version()
   define_flags()
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,6 @@ import statistics
 import time
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
-from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
@@ -504,9 +503,11 @@ def _define_flags():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  generate(flags.FLAGS.out, flags.FLAGS.num_images, seed=flags.FLAGS.seed)
+  cli.unexpected_arguments(argv)
+  try:
+    generate(flags.FLAGS.out, flags.FLAGS.num_images, seed=flags.FLAGS.seed)
+  except OSError as error:
+    raise cli.Failure(f"cannot write the sample to --out={flags.FLAGS.out}: {error}") from None
 
 
 def run() -> None:
@@ -515,9 +516,8 @@ def run() -> None:
   Flags are defined only when run as a program, so that importing this
   module from another program never clashes with that program's flags.
   """
-  cli.exit_on_version()
   _define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,13 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
-from absl import app
 from absl import flags
+
+from nima_tf import cli  # pylint: disable=g-bad-import-order
+
+cli.start_tensorflow_quietly()  # before anything imports TensorFlow
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import keras
 import numpy as np
 import tensorflow as tf
@@ -433,19 +438,18 @@ def _export(model: keras.Model, config: TrainConfig, paths: run_dir.RunPaths,
 
 
 def main(argv: List[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.unexpected_arguments(argv)
+  config = config_lib.config_from_flags()
+  try:
+    data.list_shards(config.records_dir, splits.TRAIN)
+  except FileNotFoundError as error:
+    raise cli.Failure(error) from None
   if flags.FLAGS.cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
     distribution.split_cpu(flags.FLAGS.cpu_replicas)
   try:
-    result = train(config_lib.config_from_flags())
-  except data.RecordsError as error:
-    print(f"error: {error}", file=sys.stderr, flush=True)
-    sys.exit(cli.USAGE_ERROR)
-  except folder_lock.FolderBusy as error:
-    sys.exit(f"error: {error}")
-  except dataset_info.ShardError as error:
-    sys.exit(f"FATAL {error}")
+    result = train(config)
+  except (data.RecordsError, folder_lock.FolderBusy, dataset_info.ShardError) as error:
+    raise cli.Failure(error) from None
   if result.selection:
     selection = result.selection
     print(f"Selected epoch {selection['epoch']} of phase {selection['phase']!r}" + (
@@ -465,9 +469,8 @@ def main(argv: List[str]) -> None:
 
 def run() -> None:
   """The `nima-train` command: `main` with this module's flags."""
-  cli.exit_on_version()
   config_lib.define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ def test_each_console_command_runs_the_main_of_its_module(tmp_path, monkeypatch)
       monkeypatch.setattr(module, name, lambda: calls.append("define flags"))  # pylint: disable=cell-var-from-loop
     entry_points[command].load()()
     assert entry_points[command].module == module_name
+    calls = [getattr(call, "__wrapped__", call) for call in calls]
     assert calls == ["define flags"] * len(defines_flags) + [module.main], command
 
 

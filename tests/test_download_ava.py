@@ -510,5 +510,5 @@ def test_usage_errors_exit_2_with_one_line(site, tmp_path, flags, message):
     args.append(f"--images_dir={tmp_path}")
   completed = subprocess.run(args, capture_output=True, text=True, timeout=WAIT_SECONDS)
   assert completed.returncode == cli.USAGE_ERROR
-  assert completed.stderr.splitlines() == [f"error: {message}"]
+  assert completed.stderr.splitlines() == [f"error: {message} (--help lists the flags)"]
   assert site.hits == {}

@@ -229,3 +229,16 @@ def test_representative_pixels_are_the_first_training_records(scorer):  # pylint
       image_size=scorer.input_size, global_batch_size=5))))
   np.testing.assert_array_equal(pixels, first.numpy())
 
+
+
+def test_export_by_command_line_prints_only_its_result_line(scorer, tmp_path):  # pylint: disable=redefined-outer-name
+  env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+  output = str(tmp_path / "saved_model")
+  completed = subprocess.run([sys.executable, "-m", "nima_tf.export", "--format=saved_model",
+                              f"--model_dir={scorer.run_dir}", f"--output={output}"],
+                             capture_output=True, text=True, check=False, env=env)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert completed.stderr == ""
+  assert completed.stdout.splitlines() == [
+      f"SavedModel in {output}: signature {export.SIGNATURE!r} takes {export.BYTES_INPUT!r} (a "
+      "batch of encoded images) and returns mean, std and distribution"]

@@ -78,5 +78,5 @@ def test_job_command_line_refuses_a_typo_in_one_line_with_status_2(tmp_path):
 
   assert result.returncode == 2
   assert result.stderr == ("error: beam_jobs/build_records.py has no flag --runer; "
-                           "did you mean --runner?\n")
+                           "did you mean --runner? (--help lists the flags)\n")
   assert not (tmp_path / "out").exists()
