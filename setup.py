@@ -97,6 +97,9 @@ setuptools.setup(
             "nima-evaluate = nima_tf.evaluate:run",
             "nima-predict = nima_tf.predict:run",
             "nima-export = nima_tf.export:run",
+            "nima-eda = nima_tf.eda:run",
+            "nima-compare = nima_tf.compare:run",
+            "nima-download-ava = nima_tf.download_ava:run",
         ],
     },
 )

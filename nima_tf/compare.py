@@ -21,6 +21,7 @@ from absl import flags
 import pandas as pd
 import tensorflow as tf
 
+from nima_tf import cli
 from nima_tf import config as config_lib
 from nima_tf import dataset_info
 from nima_tf import figures
@@ -213,14 +214,16 @@ def main(argv: List[str]) -> None:
   try:
     table = compare(argv[1:], flags.FLAGS.output_dir)
   except FileNotFoundError as error:
-    raise app.UsageError(str(error)) from None
+    raise cli.Failure(error) from None
   print(to_markdown(table))
   print(f"Tables and plot in {flags.FLAGS.output_dir}", flush=True)
 
 
 def run() -> None:
+  """The `nima-compare` command: `main` with this module's flags."""
+  cli.exit_on_version()  # before the flags are defined: nothing else is loaded
   define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -704,6 +704,12 @@ def main(argv: List[str]) -> int:
   return cli.SOME_FAILED if report.failed or report.interrupted else 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-download-ava` command: `main` with this module's flags."""
+  cli.exit_on_version()  # before the flags are defined: nothing else is loaded
   define_flags()
   cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

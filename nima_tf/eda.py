@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from nima_tf import ava
+from nima_tf import cli
 from nima_tf import dataset_info
 from nima_tf import figures
 from nima_tf import ratings
@@ -839,7 +840,7 @@ def main(argv: List[str]) -> None:
   try:
     collected = read_build(values.records_dir)
   except FileNotFoundError as error:
-    raise app.UsageError(str(error)) from None
+    raise cli.Failure(error) from None
   output_dir = values.output_dir or os.path.join(records.build_dir(values.records_dir),
                                                  REPORT_DIR)
   # The build's own report folder is replaced whole; another folder only gets the files.
@@ -849,6 +850,12 @@ def main(argv: List[str]) -> None:
         f"{os.path.join(output_dir, REPORT_HTML)} (and {REPORT_MD})", flush=True)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """The `nima-eda` command: `main` with this module's flags."""
+  cli.exit_on_version()  # before the flags are defined: nothing else is loaded
   define_flags()
-  app.run(main)
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -485,6 +485,7 @@ def main(argv: List[str]) -> int:
 
 def run() -> None:
   """The `nima-evaluate` command: `main` with this module's flags."""
+  cli.exit_on_version()  # before the flags are defined: nothing else is loaded
   define_flags()
   cli.run(main)
 

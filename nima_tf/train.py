@@ -469,6 +469,7 @@ def main(argv: List[str]) -> None:
 
 def run() -> None:
   """The `nima-train` command: `main` with this module's flags."""
+  cli.exit_on_version()  # before the flags are defined: nothing else is loaded
   config_lib.define_flags()
   cli.run(main)
 

@@ -27,7 +27,7 @@ def write_run(path: str, val_srcc, test_srcc: float, selection=None, **settings)
   run_dir.write_json(os.path.join(path, run_dir.TEST_METRICS_FILE), {
       "count": 10, "emd": 0.09, "accuracy": 0.75, "lcc_mean": 0.5, "srcc_mean": test_srcc})
   if selection:
-    run_dir.write_json(os.path.join(path, compare.SELECTION_FILE), selection)
+    run_dir.write_json(os.path.join(path, run_dir.SELECTION_FILE), selection)
   return path
 
 

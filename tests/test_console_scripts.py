@@ -18,6 +18,9 @@ COMMANDS = {
     "nima-evaluate": "nima_tf.evaluate",
     "nima-predict": "nima_tf.predict",
     "nima-export": "nima_tf.export",
+    "nima-eda": "nima_tf.eda",
+    "nima-compare": "nima_tf.compare",
+    "nima-download-ava": "nima_tf.download_ava",
 }
 
 
