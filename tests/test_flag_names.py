@@ -75,3 +75,11 @@ def test_the_model_and_the_sizes_have_one_name_each(defined):
   for tool, aliases in ALIASES.items():
     for old, name in aliases.items():
       assert defined[tool][old].help == f"Alias for --{name}.", (tool, old)
+
+
+@pytest.mark.parametrize("spelling", ["--input_size", "--image_size"])
+def test_train_input_size_and_its_old_spelling_set_the_model_input_size(spelling):
+  flag_values = flags.FlagValues()
+  config.define_flags(flag_values)
+  flag_values(["train", "--records_dir=r", "--output_dir=o", f"{spelling}=128"])
+  assert config.config_from_flags(flag_values, environ={}).image_size == 128
