@@ -111,15 +111,28 @@ def test_exif_orientation_is_applied():
   assert pixels[5, 32, 0] > 200 and pixels[58, 32, 2] > 200
 
 
-def test_draft_decoding_matches_full_decoding():
-  rng = np.random.default_rng(1)
-  smooth = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).resize(
-      (1600, 1200), Image.Resampling.BICUBIC)
-  image = imaging.open_image(_encode(smooth))
-  full = imaging.resize(imaging.decode_rgb(image), 256)
-  drafted = imaging.resize(imaging.decode_rgb(imaging.open_image(_encode(smooth)), 256), 256)
+def _stripes(size=(1024, 768), period=8):
+  """Black and white vertical stripes: detail that survives the resize to 256 px only if the
+  JPEG was decoded at a large enough reduction (a period of 2 stored pixels)."""
+  columns = (np.arange(size[0]) // (period // 2)) % 2 * 255
+  return Image.fromarray(np.tile(columns.astype(np.uint8), (size[1], 1))).convert("RGB")
+
+
+def test_draft_decoding_matches_full_decoding_of_a_detailed_image():
+  data = _encode(_stripes(), quality=95)
+  full = imaging.resize(imaging.decode_rgb(imaging.open_image(data)), 256)
+  drafted = imaging.resize(imaging.decode_jpeg(data, imaging.open_image(data), 256), 256)
   difference = np.abs(np.asarray(full, np.float32) - np.asarray(drafted, np.float32))
-  assert difference.mean() < 3.0
+  assert difference.mean() < 12.0
+
+
+@pytest.mark.parametrize("size,decoded_size", [((1600, 1200), (400, 300)),
+                                               ((1024, 768), (512, 384)),
+                                               ((4096, 2048), (512, 256)),
+                                               ((511, 300), (511, 300))])
+def test_draft_decoding_keeps_every_side_at_least_the_stored_size(size, decoded_size):
+  data = _encode(_stripes(size))
+  assert imaging.decode_jpeg(data, imaging.open_image(data), 256).size == decoded_size
 
 
 # The fault corpus: JPEGs that Pillow and tf.io.decode_jpeg decode without an error (they fill
