@@ -3,9 +3,9 @@
 The dependencies are split by who needs them (README, "Install"):
 
 - `install_requires`: what the data job's workers import (the records schema,
-  image checks, shard writing, the two PNG plots of `dataset_info`). Dataflow
-  workers install exactly this from `--setup_file`; Beam itself is already in
-  their SDK image.
+  image checks, shard writing, the two PNG plots of `dataset_info`, the EDA
+  report). Dataflow workers install exactly this from `--setup_file`; Beam
+  itself is already in their SDK image.
 - `job`: Apache Beam, to run or submit the data job, scipy for the built-in
   synthetic sample it generates on first use, and the AVA downloader's HTTP
   client (`nima_tf.download_ava`).

@@ -215,7 +215,7 @@ def test_workers_install_the_jobs_dependencies_only(worker_sdist):
   installs = {Requirement(line).name for line in text.split("\n[", 1)[0].split()}
 
   assert installs == {"protobuf", "google-crc32c", "numpy", "pillow", "absl-py",
-                      "matplotlib", "simplejpeg"}
+                      "matplotlib", "simplejpeg", "pandas", "markdown"}
 
 
 _JOB_IMPORTS = """
