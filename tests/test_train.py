@@ -281,7 +281,7 @@ def fixture_learning_records(tmp_path_factory):
 
 
 def learned_srcc(records_dir: str, output_dir: str) -> float:
-  config = tiny_config(records_dir, output_dir, alpha=0.5, image_size=64, epochs_head=0,
+  config = tiny_config(records_dir, output_dir, alpha=0.5, image_size=56, epochs_head=0,
                        epochs_all=8, precise_bn_batches=10, strategy="one_device")
   return train.train(config).test_metrics["srcc_mean"]
 
