@@ -22,6 +22,14 @@ INVERSE_TIME, STEP = "inverse_time", "step"
 DECAY_SCHEDULES = (INVERSE_TIME, STEP)
 BACKBONES = ("mobilenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
              "efficientnet_b0", "inception_resnet_v2", "vgg16")
+# The input size each backbone was trained at on ImageNet (its Keras default), which
+# `--input_size` defaults to; `model.Backbone.default_size` holds the same values.
+NATIVE_INPUT_SIZES = {"inception_resnet_v2": 299}
+DEFAULT_NATIVE_INPUT_SIZE = 224
+
+
+def native_input_size(backbone: str) -> int:
+  return NATIVE_INPUT_SIZES.get(backbone, DEFAULT_NATIVE_INPUT_SIZE)
 IMAGENET = "imagenet"
 NO_WEIGHTS = "none"
 HEAD, ALL = "head", "all"

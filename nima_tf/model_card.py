@@ -12,6 +12,7 @@ import os
 from typing import Dict, Mapping, Optional
 
 import nima_tf
+from nima_tf import config
 
 SYNTHETIC_WARNING = ("warning: this model was trained on the built-in synthetic sample; "
                      "its scores mean nothing for real photos")
@@ -53,7 +54,8 @@ def make(settings: Mapping, records_info: Optional[Mapping] = None,
       "stored_size": records_info.get("config", {}).get("image_size"),
       "backbone": settings.get("backbone"),
       "alpha": settings.get("alpha"),
-      "input_size": settings.get("image_size"),
+      "input_size": settings.get("image_size") or (
+          config.native_input_size(settings["backbone"]) if settings.get("backbone") else None),
       "initial_weights": settings.get("weights"),
       "epochs": dict(epochs) if epochs is not None else {
           "head": settings.get("epochs_head"), "all": settings.get("epochs_all")},

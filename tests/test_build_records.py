@@ -231,7 +231,8 @@ def test_shards_are_named_counted_and_sized(built):
     per_shard = info["records_per_shard"][split]
     assert sum(per_shard.values()) == info["records_per_split"][split]
     assert info["bytes_per_shard"][split] == {
-        name: os.path.getsize(os.path.join(config.output_dir, name)) for name in per_shard}
+        name: os.path.getsize(os.path.join(records.build_dir(config.output_dir), name))
+        for name in per_shard}
     for name, count in per_shard.items():
       stored = list(records.read_records(config.output_dir, split))
       assert count == sum(

@@ -26,6 +26,11 @@ def test_config_names_every_backbone_the_model_builds():
   assert sorted(config_lib.BACKBONES) == sorted(model_lib.BACKBONES)
 
 
+def test_config_knows_every_backbones_native_input_size():
+  assert {name: config_lib.native_input_size(name) for name in config_lib.BACKBONES} == {
+      name: model_lib.get_backbone(name).default_size for name in model_lib.BACKBONES}
+
+
 def parse_flags(argv):
   flag_values = flags.FlagValues()
   config_lib.define_flags(flag_values)

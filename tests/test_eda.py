@@ -47,7 +47,7 @@ def _stored(records_dir):
 
 
 def _report(records_dir, name=eda.REPORT_MD):
-  with open(os.path.join(records_dir, eda.REPORT_DIR, name)) as f:
+  with open(os.path.join(records.build_dir(records_dir), eda.REPORT_DIR, name)) as f:
     return f.read()
 
 
@@ -59,7 +59,8 @@ def _sheet_ids(report, title):
 
 
 def test_statistics_table_is_exact(build):
-  table = pd.read_csv(os.path.join(build.output_dir, eda.REPORT_DIR, eda.STATISTICS_CSV))
+  table = pd.read_csv(os.path.join(records.build_dir(build.output_dir), eda.REPORT_DIR,
+                                   eda.STATISTICS_CSV))
   stored = _stored(build.output_dir)
   for split in (*records.SPLITS, "all"):
     for field in eda.FIELDS:
@@ -85,7 +86,7 @@ def test_contact_sheets_show_the_extreme_and_the_hashed_ids(build):
 
 
 def test_report_files_exist_and_html_is_self_contained(build):
-  folder = os.path.join(build.output_dir, eda.REPORT_DIR)
+  folder = os.path.join(records.build_dir(build.output_dir), eda.REPORT_DIR)
   report = _report(build.output_dir)
   figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
   assert len(figures) >= 14
@@ -123,7 +124,8 @@ def test_cli_rebuilds_the_report_of_a_finished_build(build, tmp_path):
       [sys.executable, "-m", "nima_tf.eda", f"--records_dir={build.output_dir}",
        f"--output_dir={output_dir}"], capture_output=True, text=True, check=False)
   assert completed.returncode == 0, completed.stderr[-3000:]
-  original = pd.read_csv(os.path.join(build.output_dir, eda.REPORT_DIR, eda.STATISTICS_CSV))
+  original = pd.read_csv(os.path.join(records.build_dir(build.output_dir), eda.REPORT_DIR,
+                                      eda.STATISTICS_CSV))
   rebuilt = pd.read_csv(os.path.join(output_dir, eda.STATISTICS_CSV))
   pd.testing.assert_frame_equal(rebuilt, original, rtol=1e-12)
   with open(os.path.join(output_dir, eda.REPORT_MD)) as f:
@@ -141,7 +143,9 @@ def test_noeda_build_publishes_no_report_and_removes_the_previous_one(build, tmp
   config = records_pipeline.JobConfig(ava_dir=build.ava_dir, output_dir=output_dir,
                                       image_size=32, num_shards=1, eda=False)
   records_pipeline.run(config, ["--runner=DirectRunner"])
-  assert not os.listdir(os.path.join(output_dir, eda.REPORT_DIR))
+  # The new build has no report, and the previous build (with its report) is gone.
+  assert not [folder for folder, _, _ in os.walk(output_dir)
+              if os.path.basename(folder) == eda.REPORT_DIR]
   assert dataset_info.read(output_dir)["config"]["image_size"] == 32
 
 

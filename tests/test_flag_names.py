@@ -70,7 +70,7 @@ def test_a_flag_shared_by_tools_has_one_default(defined):
 
 def test_the_model_and_the_sizes_have_one_name_each(defined):
   assert "model_dir" in defined["evaluate"] and "model_dir" in defined["export"]
-  assert defined["train"]["input_size"].default == 224
+  assert defined["train"]["input_size"].default is None  # the backbone's native size
   assert "input_size" not in defined["build_records"] and "stored_size" not in defined["train"]
   for tool, aliases in ALIASES.items():
     for old, name in aliases.items():
