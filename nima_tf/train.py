@@ -78,6 +78,7 @@ from nima_tf import run_dir
 from nima_tf import scoring
 from nima_tf import splits
 from nima_tf import summaries
+from nima_tf.config import define_flags
 from nima_tf.config import Phase
 from nima_tf.config import TrainConfig
 
@@ -470,7 +471,7 @@ def main(argv: List[str]) -> None:
 def run() -> None:
   """The `nima-train` command: `main` with this module's flags."""
   cli.exit_on_version()  # before the flags are defined: nothing else is loaded
-  config_lib.define_flags()
+  define_flags()
   cli.run(main)
 
 

@@ -240,5 +240,5 @@ def test_export_by_command_line_prints_only_its_result_line(scorer, tmp_path):  
   assert completed.returncode == 0, completed.stderr[-3000:]
   assert completed.stderr == ""
   assert completed.stdout.splitlines() == [
-      f"SavedModel in {output}: signature {export.SIGNATURE!r} takes {export.BYTES_INPUT!r} (a "
+      f"SavedModel in {output}/1: signature {export.SIGNATURE!r} takes {export.BYTES_INPUT!r} (a "
       "batch of encoded images) and returns mean, std and distribution"]

@@ -54,7 +54,21 @@ def tool_flags(define) -> dict:
 
 @pytest.fixture(scope="module")
 def defined():
-  return {tool: tool_flags(define) for tool, define in TOOLS.items()}
+  """Every tool's flags, defined on global flags cleared of the project's (restored after).
+
+  Other tests of the same process may have defined a tool's flags already.
+  """
+  ours = {flag.name for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+          if module.split(".")[0] in ("nima_tf", "beam_jobs", "launch") for flag in module_flags}
+  saved = {name: flags.FLAGS[name] for name in ours if name in flags.FLAGS}
+  for name in saved:
+    delattr(flags.FLAGS, name)
+  try:
+    yield {tool: tool_flags(define) for tool, define in TOOLS.items()}
+  finally:
+    for name, flag in saved.items():
+      if name not in flags.FLAGS:
+        flags.FLAGS[name] = flag
 
 
 def test_a_flag_shared_by_tools_has_one_default(defined):
