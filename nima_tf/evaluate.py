@@ -475,7 +475,7 @@ def main(argv: List[str]) -> int:
     print(f"error: {error}", file=sys.stderr, flush=True)
     return cli.USAGE_ERROR
   except dataset_info.ShardError as error:
-    sys.exit(f"FATAL {error}")
+    raise cli.Failure(error) from None
   print(f"{summary['count']} images: accuracy {summary['accuracy']:.2%}, EMD "
         f"{summary['emd']:.4f}, LCC/SRCC mean {summary['lcc_mean']:.3f}/"
         f"{summary['srcc_mean']:.3f}, std {summary['lcc_std']:.3f}/{summary['srcc_std']:.3f}")

@@ -494,4 +494,4 @@ def test_a_missing_test_shard_stops_training_with_one_line_naming_it(tmp_path):
        f"--output_dir={tmp_path / 'run'}", "--weights=none", "--input_size=32"],
       capture_output=True, text=True, timeout=600, check=False)
   assert completed.returncode == 1
-  assert completed.stderr.splitlines()[-1].startswith(f"FATAL {missing} is missing")
+  assert completed.stderr.splitlines()[-1].startswith(f"error: {missing} is missing")
