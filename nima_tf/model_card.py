@@ -100,5 +100,6 @@ def header(card: Optional[Mapping]) -> Dict[str, str]:
 
 
 def describe(card: Optional[Mapping]) -> str:
-  """The card in a few lines for a terminal."""
-  return "\n".join(f"{key}: {value}" for key, value in header(card).items())
+  """The card in a few lines for a terminal (its warning is printed on its own, once)."""
+  return "\n".join(f"{key}: {value}" for key, value in header(card).items()
+                   if key != "warning")
