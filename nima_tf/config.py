@@ -23,7 +23,7 @@ DECAY_SCHEDULES = (INVERSE_TIME, STEP)
 BACKBONES = ("mobilenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
              "efficientnet_b0", "inception_resnet_v2", "vgg16")
 # The input size each backbone was trained at on ImageNet (its Keras default), which
-# `--input_size` defaults to; `model.Backbone.default_size` holds the same values.
+# `--input_size` defaults to; `model.Backbone.default_size` reads it from here.
 NATIVE_INPUT_SIZES = {"inception_resnet_v2": 299}
 DEFAULT_NATIVE_INPUT_SIZE = 224
 

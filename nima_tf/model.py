@@ -51,28 +51,32 @@ class Backbone:
   name: str
   builder: Callable[..., keras.Model]
   preprocess: Callable
-  default_size: int
   alphas: tuple[float, ...] | None = None
   imagenet_sizes: tuple[int, ...] | None = None
+
+  @property
+  def default_size(self) -> int:
+    """The input size of its ImageNet training (`config.native_input_size`)."""
+    return config_lib.native_input_size(self.name)
 
 
 _apps = keras.applications
 BACKBONES = {
     backbone.name: backbone for backbone in (
         Backbone("mobilenet", _apps.MobileNet, _apps.mobilenet.preprocess_input,
-                 224, (0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
+                 (0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
         Backbone("mobilenet_v2", _apps.MobileNetV2,
-                 _apps.mobilenet_v2.preprocess_input, 224,
+                 _apps.mobilenet_v2.preprocess_input,
                  (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224)),
         Backbone("mobilenet_v3_small", _apps.MobileNetV3Small,
-                 _apps.mobilenet_v3.preprocess_input, 224, (0.75, 1.0), (224,)),
+                 _apps.mobilenet_v3.preprocess_input, (0.75, 1.0), (224,)),
         Backbone("mobilenet_v3_large", _apps.MobileNetV3Large,
-                 _apps.mobilenet_v3.preprocess_input, 224, (0.75, 1.0), (224,)),
+                 _apps.mobilenet_v3.preprocess_input, (0.75, 1.0), (224,)),
         Backbone("efficientnet_b0", _apps.EfficientNetB0,
-                 _apps.efficientnet.preprocess_input, 224),
+                 _apps.efficientnet.preprocess_input),
         Backbone("inception_resnet_v2", _apps.InceptionResNetV2,
-                 _apps.inception_resnet_v2.preprocess_input, 299),
-        Backbone("vgg16", _apps.VGG16, _apps.vgg16.preprocess_input, 224),
+                 _apps.inception_resnet_v2.preprocess_input),
+        Backbone("vgg16", _apps.VGG16, _apps.vgg16.preprocess_input),
     )
 }
 
