@@ -9,8 +9,9 @@ Two layers share one definition of every quantity:
   (LCC) of mean scores and of standard deviations. LCC is kept as running
   sums, which Keras aggregates across replicas (metric variables are summed on
   read), so it is exact under `tf.distribute`. Spearman's correlation (SRCC)
-  needs every value at once, so `callbacks.RankCorrelationCallback` computes
-  it at the end of an epoch over a validation set, only as often as asked.
+  needs every value at once, so `callbacks.ValidationMetrics` computes it
+  (with every other validation metric) at the end of each epoch over the
+  whole validation set.
 
 Binary accuracy follows AVA (Murray et al., 2012) and NIMA: a photo is "high
 quality" when its mean score is >= 5, so a mean of exactly 5.0 is high quality.
