@@ -28,6 +28,9 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_FILE_BYTES = 50_000_000
 # A stored image whose every channel spans at most this many grey levels has no picture.
 BLANK_MAX_RANGE = 4
+# The detail of a `blank_image` rejection, with the widest span: also a graph-side template.
+BLANK_DETAIL = ("every channel spans at most {} grey levels "
+                f"(blank at <= {BLANK_MAX_RANGE}): no picture")
 JPEG_QUALITY = 95
 _JPEG_FORMATS = ("JPEG", "MPO")  # MPO: a camera JPEG with extra frames after the first.
 _CMYK_COLORSPACES = ("CMYK", "YCCK")
@@ -187,9 +190,7 @@ def check_not_blank(image: Image.Image) -> None:
     if high - low > BLANK_MAX_RANGE:
       return
     spans.append(high - low)
-  raise ava.Rejected(ava.Reason.BLANK_IMAGE,
-                     f"every channel spans at most {max(spans)} grey levels (blank at <= "
-                     f"{BLANK_MAX_RANGE}): no picture")
+  raise ava.Rejected(ava.Reason.BLANK_IMAGE, BLANK_DETAIL.format(max(spans)))
 
 
 def resize(image: Image.Image, image_size: int) -> Image.Image:

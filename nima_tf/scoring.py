@@ -30,6 +30,7 @@ import tensorflow as tf
 from nima_tf import ava
 from nima_tf import dataset_info
 from nima_tf import imaging
+from nima_tf import jpeg_integrity
 from nima_tf import metrics
 from nima_tf import model as model_lib
 from nima_tf import ratings
@@ -128,15 +129,38 @@ def decode_to_stored(encoded, stored_size: int,
   libjpeg-turbo, accurate integer DCT, the same reduced-scale decoding: the
   same pixels); PNG, GIF (first frame) and BMP by `tf.io.decode_image`; then
   `resize_as_pillow` to a square, the aspect ratio ignored (`imaging.resize`'s
-  pixels). Unlike `imaging.decode` it applies no EXIF orientation, drops an
-  alpha channel instead of compositing on white, and cannot decode strictly.
+  pixels). A JPEG whose data runs out before its last block, in a way that
+  changes these pixels, is `undecodable` (`jpeg_integrity.ends_early`); an
+  image with no picture is `blank_image` (`imaging.check_not_blank`'s rule).
+  Unlike `imaging.decode` it applies no EXIF orientation, drops an alpha
+  channel instead of compositing on white, and lets through what libjpeg
+  reports only as other warnings (BUILD_NOTES.md, "Hostile input").
   """
   with tf.control_dependencies(_check_header(encoded, limits, index)):
     encoded = tf.identity(encoded)
   image = tf.cond(
-      tf.io.is_jpeg(encoded), lambda: decode_jpeg_draft(encoded, stored_size),
+      tf.io.is_jpeg(encoded), lambda: _decode_complete_jpeg(encoded, stored_size, index),
       lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
-  return resize_as_pillow(image, stored_size)
+  stored = resize_as_pillow(image, stored_size)
+  spans = tf.reduce_max(stored, axis=[0, 1]) - tf.reduce_min(stored, axis=[0, 1])
+  widest = tf.cast(tf.reduce_max(spans), tf.int32)
+  blank = tf.debugging.Assert(widest > imaging.BLANK_MAX_RANGE, [tf.strings.format(
+      f"{ava.Reason.BLANK_IMAGE.value}: image_bytes[{{}}]: {imaging.BLANK_DETAIL}",
+      [index, widest])])
+  with tf.control_dependencies([blank]):
+    return tf.identity(stored)
+
+
+def _decode_complete_jpeg(encoded, stored_size: int, index):
+  """`decode_jpeg_draft`, failing (`undecodable`) on data that ends before the last block."""
+  decoded = decode_jpeg_draft(encoded, stored_size)
+  cut_short = jpeg_integrity.ends_early(
+      encoded, decoded, lambda probe: decode_jpeg_draft(probe, stored_size))
+  complete = tf.debugging.Assert(~cut_short, [tf.strings.format(
+      f"{ava.Reason.UNDECODABLE.value}: image_bytes[{{}}]: broken JPEG data: its data ends "
+      "before its last block (libjpeg: premature end of data segment)", [index])])
+  with tf.control_dependencies([complete]):
+    return tf.identity(decoded)
 
 
 def _little_endian(encoded, start: int, length: int, dtype=tf.int32):

@@ -8,6 +8,7 @@ import pytest
 
 from nima_tf import ava
 from nima_tf import imaging
+from tests import jpeg_faults
 
 
 def _encode(image, fmt="JPEG", **params):
@@ -138,57 +139,9 @@ def test_draft_decoding_keeps_every_side_at_least_the_stored_size(size, decoded_
 # The fault corpus: JPEGs that Pillow and tf.io.decode_jpeg decode without an error (they fill
 # what is missing with flat colour), and valid JPEGs of every structure that must still pass.
 
-def _photo(size=(320, 240), seed=0):
-  """A smooth random picture: what a photo's JPEG looks like to the decoder."""
-  small = np.random.default_rng(seed).integers(0, 255, (size[1] // 16 + 1, size[0] // 16 + 1, 3),
-                                               dtype=np.uint8)
-  return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
-
-
-def _scan_start(jpeg):
-  """Offset of the first byte of entropy-coded data (after the SOS segment)."""
-  sos = jpeg.index(b"\xff\xda")
-  return sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big")
-
-
-def _claiming_size(jpeg, width, height):
-  """The JPEG with its frame header (SOF0) claiming another size."""
-  sof = jpeg.index(b"\xff\xc0")
-  return (jpeg[:sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big")
-          + jpeg[sof + 9:])
-
-
-EOI = b"\xff\xd9"
-BASELINE = _encode(_photo())
-PROGRESSIVE = _encode(_photo(), progressive=True)
-CORRUPT_JPEGS = {
-    "truncated_and_padded_with_eoi": BASELINE[:len(BASELINE) // 2] + EOI,
-    "truncated_late_and_padded_with_eoi": BASELINE[:len(BASELINE) * 9 // 10] + EOI,
-    "progressive_truncated_and_padded": PROGRESSIVE[:len(PROGRESSIVE) // 2] + EOI,
-    "header_without_scan_data": BASELINE[:_scan_start(BASELINE)] + EOI,
-    "scan_with_zeroed_bytes": (BASELINE[:_scan_start(BASELINE) + 200] + bytes(400)
-                               + BASELINE[_scan_start(BASELINE) + 600:]),
-    "small_jpeg_claiming_a_large_size": _claiming_size(BASELINE, 2000, 1500),
-}
-
-
-def _valid_jpegs():
-  exif = Image.Exif()
-  exif[0x0112] = 3  # upside down
-  return {
-      "progressive": PROGRESSIVE,
-      "restart_markers": _encode(_photo(), restart_marker_blocks=4),
-      "exif": _encode(_photo(), exif=exif.tobytes()),
-      "trailing_bytes_after_eoi": BASELINE + b"\0" * 100 + b"trailing data" * 20,
-      "grayscale": _encode(_photo().convert("L")),
-      "cmyk": _encode(_photo().convert("CMYK")),
-      "no_chroma_subsampling": _encode(_photo(), subsampling=0, quality=100),
-  }
-
-
-@pytest.mark.parametrize("name", sorted(CORRUPT_JPEGS))
+@pytest.mark.parametrize("name", sorted(jpeg_faults.CORRUPT_JPEGS))
 def test_jpeg_that_libjpeg_only_warns_about_is_undecodable(name):
-  data = CORRUPT_JPEGS[name]
+  data = jpeg_faults.CORRUPT_JPEGS[name]
   Image.open(io.BytesIO(data)).load()  # Pillow alone takes it.
   with pytest.raises(ava.Rejected) as raised:
     imaging.process(data, 64)
@@ -196,16 +149,16 @@ def test_jpeg_that_libjpeg_only_warns_about_is_undecodable(name):
   assert "libjpeg" in raised.value.detail
 
 
-@pytest.mark.parametrize("name", sorted(_valid_jpegs()))
+@pytest.mark.parametrize("name", sorted(jpeg_faults.valid_jpegs()))
 def test_valid_jpeg_of_any_structure_is_accepted(name):
-  processed = imaging.process(_valid_jpegs()[name], 64)
+  processed = imaging.process(jpeg_faults.valid_jpegs()[name], 64)
   assert (processed.original_width, processed.original_height) == (320, 240)
   assert np.asarray(Image.open(io.BytesIO(processed.encoded))).std() > 10
 
 
 @pytest.mark.parametrize("mode,draft_size", [("RGB", 0), ("RGB", 64), ("RGB", 100), ("L", 64)])
 def test_strict_jpeg_decoding_gives_pillows_pixels(mode, draft_size):
-  data = _encode(_photo((640, 480)).convert(mode))
+  data = _encode(jpeg_faults.photo((640, 480)).convert(mode))
   by_pillow = imaging.decode_rgb(imaging.open_image(data), draft_size)
   strict = imaging.decode_jpeg(data, imaging.open_image(data), draft_size)
   np.testing.assert_array_equal(np.asarray(strict), np.asarray(by_pillow))

@@ -1,0 +1,174 @@
+"""Whether a JPEG's entropy-coded data ends early, decided in the graph.
+
+When a scan meets a marker before it has the data for its last block (a
+download cut short and padded with the end-of-image marker, a header that
+claims more blocks than the data holds, zeroed bytes that desynchronize the
+Huffman decoder), libjpeg warns "premature end of data segment", fills the
+missing blocks with zeros and returns the image. The data job and `predict`
+decode strictly (`imaging.decode_jpeg`); no TensorFlow op exposes the
+warning, so the serving graph decides it with a second decode.
+
+The probe: the same bytes with filler bytes inserted before every marker that
+ends entropy-coded data (the end of each scan, each restart marker). A
+segment that holds all its data never reads its filler (libjpeg skips it as
+extraneous bytes), so the pixels are the same; a segment that runs out reads
+the filler instead of zeros, and the pixels differ. The probe is decoded at
+the scale the model's pixels were decoded at, so it rejects exactly the
+files whose missing data changes those pixels.
+
+libjpeg prints a line for the filler it skips, so only suspect files are
+probed: a scan script that leaves some coefficient of some component
+unfinished (a progressive file cut before its last scan), or a bottom-right
+pixel of the zero-fill's exact grey (128, or 63/64 for CMYK), which every
+sequential file cut before its last block has.
+"""
+
+import hashlib
+from typing import Callable, NamedTuple
+
+import tensorflow as tf
+
+_FILL_BYTE = 0xFF
+_SOI, _EOI, _SOS, _TEM = 0xD8, 0xD9, 0xDA, 0x01
+_RST0, _RST7 = 0xD0, 0xD7
+_SOF_MARKERS = tuple(sorted(set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}))
+_COEFFICIENTS = 64
+_MAX_SCAN_COMPONENTS = 4
+_MAX_SEGMENTS = 4096  # Bounds the walk on hostile input; real files have tens.
+# Zero-filled blocks decode to these RGB levels: YCbCr and grayscale, then
+# CMYK without and with an Adobe marker.
+ZERO_FILL_LEVELS = (128, 63, 64)
+# Filler: any bytes that are not 0xFF (which would start a marker).
+FILLER = bytes(min(b, 0xFE) for i in range(16)
+               for b in hashlib.sha256(b"nima_tf filler %d" % i).digest())
+
+
+class Layout(NamedTuple):
+  """What the marker walk found.
+
+  `segment_ends`: offsets (sorted int32) where entropy-coded data ends, at the
+  first byte of the marker (or of the fill bytes before it) that ends it.
+  `complete`: every coefficient of every component is finished (successive
+  approximation bit 0) by some scan, and the walk reached the end marker.
+  """
+
+  segment_ends: tf.Tensor
+  complete: tf.Tensor
+
+
+def _at(values, index):
+  """values[index], clamped to the last element (each vector ends with a sentinel)."""
+  return tf.gather(values, tf.minimum(index, tf.size(values) - 1))
+
+
+def layout(encoded) -> Layout:
+  """Walks a JPEG's markers, in the graph: where its entropy-coded segments end."""
+  data = tf.cast(tf.io.decode_raw(encoded, tf.uint8), tf.int32)
+  size = tf.size(data)
+  padded = tf.concat([data, [0]], 0)  # Reads past the end give this 0.
+  previous = tf.concat([[0], data[:-1]], 0)
+  # A marker: a byte other than 0x00 (a stuffed 0xFF) and 0xFF (fill) after 0xFF.
+  is_code = (previous == _FILL_BYTE) & (data != 0) & (data != _FILL_BYTE)
+  code_at = tf.cast(tf.where(is_code)[:, 0], tf.int32)
+  codes = tf.gather(data, code_at)
+  not_fill = tf.cast(tf.where(data != _FILL_BYTE)[:, 0], tf.int32)
+  before = tf.searchsorted(not_fill, code_at, side="left")
+  run_start = tf.where(before > 0, tf.gather(not_fill, tf.maximum(before - 1, 0)) + 1, 0)
+  is_restart = (codes >= _RST0) & (codes <= _RST7)
+  num_codes = tf.size(code_at)
+  num_enders = num_codes - tf.reduce_sum(tf.cast(is_restart, tf.int32))
+  # Each vector ends with a sentinel, so that a search past the last marker reads it.
+  ender_at = tf.concat([tf.boolean_mask(code_at, ~is_restart), [size]], 0)
+  ender_start = tf.concat([tf.boolean_mask(run_start, ~is_restart), [size]], 0)
+  code_at = tf.concat([code_at, [size]], 0)
+  codes = tf.concat([codes, [0]], 0)
+  run_start = tf.concat([run_start, [size]], 0)
+  slots = tf.range(_MAX_SCAN_COMPONENTS)
+  coefficient = tf.range(_COEFFICIENTS)
+
+  def step(index, position, done, ok, components, finished, scans):
+    found = tf.searchsorted(code_at, position[tf.newaxis], side="left")[0]
+    at = _at(code_at, found)
+    code = _at(codes, found)
+    aligned = (found < num_codes) & tf.equal(_at(run_start, found), position)
+    is_end = tf.equal(code, _EOI)
+    standalone = ((code >= _RST0) & (code <= _RST7)) | tf.equal(code, _TEM)
+    length = _at(padded, at + 1) * 256 + _at(padded, at + 2)
+    segment_end = at + 1 + length
+    is_scan = tf.equal(code, _SOS)
+    is_frame = tf.reduce_any(tf.equal(code, _SOF_MARKERS))
+    # Frame header: component ids.
+    frame_ids = _at(padded, at + 9 + 3 * slots)
+    frame_ids = tf.where(slots < _at(padded, at + 8), frame_ids, -1)
+    components = tf.where(is_frame & aligned, frame_ids, components)
+    # Scan header: components, spectral band, successive approximation.
+    count = _at(padded, at + 3)
+    selectors = tf.where(slots < count, _at(padded, at + 4 + 2 * slots), -1)
+    band_start = _at(padded, at + 4 + 2 * count)
+    band_end = _at(padded, at + 5 + 2 * count)
+    final_bit = tf.equal(_at(padded, at + 6 + 2 * count) % 16, 0)
+    ender = tf.searchsorted(ender_at, segment_end[tf.newaxis], side="left")[0]
+    data_end = _at(ender_start, ender)
+    in_scan = tf.reduce_any(tf.one_hot(selectors, 256, on_value=True, off_value=False,
+                                       dtype=tf.bool), axis=0)
+    in_band = (coefficient >= band_start) & (coefficient <= band_end)
+    scan_ok = aligned & is_scan & (ender < num_enders)
+    finished = finished | (in_scan[:, tf.newaxis] & in_band[tf.newaxis, :]
+                           & (scan_ok & final_bit))
+    scans = scans.write(index, tf.where(scan_ok, tf.stack([segment_end, data_end]), -1))
+    next_position = tf.where(standalone, at + 1,
+                             tf.where(is_scan, data_end, segment_end))
+    ok = (aligned & ~tf.equal(code, _SOI) & (standalone | is_end | (length >= 2))
+          & (is_end | ((next_position > position) & (next_position <= size)))
+          & (scan_ok | ~is_scan))
+    done = is_end | ~ok
+    return index + 1, next_position, done, ok, components, finished, scans
+
+  _, _, done, ok, components, finished, scans = tf.while_loop(
+      lambda index, position, done, *_: (~done) & (index < _MAX_SEGMENTS), step,
+      (0, tf.constant(2), tf.constant(False), tf.constant(True),
+       tf.fill([_MAX_SCAN_COMPONENTS], -1), tf.zeros([256, _COEFFICIENTS], tf.bool),
+       tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[2])),
+      maximum_iterations=_MAX_SEGMENTS)
+  scans = scans.stack()
+  scans = tf.boolean_mask(scans, scans[:, 0] >= 0)
+  ranges = tf.reshape(scans, [-1, 1, 2])
+  starts = run_start[tf.newaxis, :-1]
+  inside = tf.reduce_any((starts >= ranges[:, :, 0]) & (starts <= ranges[:, :, 1]), axis=0)
+  component_done = tf.reduce_all(tf.gather(finished, tf.maximum(components, 0)), axis=1)
+  complete = (done & ok & tf.reduce_any(components >= 0)
+              & tf.reduce_all(component_done | (components < 0)))
+  return Layout(segment_ends=tf.boolean_mask(run_start[:-1], inside), complete=complete)
+
+
+def with_filler(encoded, offsets):
+  """The bytes with `FILLER` inserted before each of the sorted `offsets`."""
+  bounds = tf.concat([[0], offsets, [tf.strings.length(encoded)]], 0)
+  pieces = tf.strings.substr(tf.fill(tf.shape(bounds[:-1]), encoded), bounds[:-1],
+                             bounds[1:] - bounds[:-1])
+  return tf.strings.reduce_join(pieces, separator=FILLER)
+
+
+def looks_zero_filled(decoded):
+  """Whether the bottom-right pixel is the exact grey of a zero-filled block."""
+  corner = decoded[-1, -1]
+  grey = tf.reduce_all(tf.equal(corner, corner[0]))
+  return grey & tf.reduce_any(tf.equal(tf.cast(corner[0], tf.int32), ZERO_FILL_LEVELS))
+
+
+def ends_early(encoded, decoded, decode: Callable[[tf.Tensor], tf.Tensor]):
+  """Whether a JPEG's data runs out before its last block changes `decoded`.
+
+  `decoded` is `decode(encoded)`: pixels of a decode that fills missing data
+  with zeros. Suspect files are decoded again with `FILLER` before each
+  segment's end; the answer is whether any pixel differs.
+  """
+  structure = layout(encoded)
+
+  def probe():
+    return tf.reduce_any(tf.not_equal(decode(with_filler(encoded, structure.segment_ends)),
+                                      decoded))
+
+  suspect = ~structure.complete | looks_zero_filled(decoded)
+  return tf.cond(suspect & (tf.size(structure.segment_ends) > 0), probe,
+                 lambda: tf.constant(False))
