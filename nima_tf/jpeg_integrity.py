@@ -34,7 +34,7 @@ _RST0, _RST7 = 0xD0, 0xD7
 _SOF_MARKERS = tuple(sorted(set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}))
 _COEFFICIENTS = 64
 _MAX_SCAN_COMPONENTS = 4
-_MAX_SEGMENTS = 4096  # Bounds the walk on hostile input; real files have tens.
+_MAX_SEGMENTS = 512  # Bounds the walk on hostile input; real files have tens.
 # Zero-filled blocks decode to these RGB levels: YCbCr and grayscale, then
 # CMYK without and with an Adobe marker.
 ZERO_FILL_LEVELS = (128, 63, 64)
@@ -62,18 +62,23 @@ def _at(values, index):
 
 
 def layout(encoded) -> Layout:
-  """Walks a JPEG's markers, in the graph: where its entropy-coded segments end."""
+  """Walks a JPEG's markers, in the graph: where its entropy-coded segments end.
+
+  Every marker's successor (after its segment, or after its scan's data) is
+  found at once, vectorized; the walk from the start marker then only follows
+  those links, so it costs a few operations per segment.
+  """
   data = tf.cast(tf.io.decode_raw(encoded, tf.uint8), tf.int32)
   size = tf.size(data)
   padded = tf.concat([data, [0]], 0)  # Reads past the end give this 0.
-  previous = tf.concat([[0], data[:-1]], 0)
+  is_ff = tf.equal(data, _FILL_BYTE)
+  after_ff = tf.concat([[False], is_ff[:-1]], 0)
   # A marker: a byte other than 0x00 (a stuffed 0xFF) and 0xFF (fill) after 0xFF.
-  is_code = (previous == _FILL_BYTE) & (data != 0) & (data != _FILL_BYTE)
-  code_at = tf.cast(tf.where(is_code)[:, 0], tf.int32)
+  code_at = tf.cast(tf.where(after_ff & ~is_ff & tf.not_equal(data, 0))[:, 0], tf.int32)
   codes = tf.gather(data, code_at)
-  not_fill = tf.cast(tf.where(data != _FILL_BYTE)[:, 0], tf.int32)
-  before = tf.searchsorted(not_fill, code_at, side="left")
-  run_start = tf.where(before > 0, tf.gather(not_fill, tf.maximum(before - 1, 0)) + 1, 0)
+  # The marker's first byte: the start of the run of 0xFF bytes before its code.
+  ff_runs = tf.cast(tf.where(is_ff & ~after_ff)[:, 0], tf.int32)
+  run_start = tf.gather(ff_runs, tf.searchsorted(ff_runs, code_at, side="left") - 1)
   is_restart = (codes >= _RST0) & (codes <= _RST7)
   num_codes = tf.size(code_at)
   num_enders = num_codes - tf.reduce_sum(tf.cast(is_restart, tf.int32))
@@ -83,61 +88,65 @@ def layout(encoded) -> Layout:
   code_at = tf.concat([code_at, [size]], 0)
   codes = tf.concat([codes, [0]], 0)
   run_start = tf.concat([run_start, [size]], 0)
-  slots = tf.range(_MAX_SCAN_COMPONENTS)
-  coefficient = tf.range(_COEFFICIENTS)
 
-  def step(index, position, done, ok, components, finished, scans):
-    found = tf.searchsorted(code_at, position[tf.newaxis], side="left")[0]
-    at = _at(code_at, found)
-    code = _at(codes, found)
-    aligned = (found < num_codes) & tf.equal(_at(run_start, found), position)
-    is_end = tf.equal(code, _EOI)
-    standalone = ((code >= _RST0) & (code <= _RST7)) | tf.equal(code, _TEM)
-    length = _at(padded, at + 1) * 256 + _at(padded, at + 2)
-    segment_end = at + 1 + length
-    is_scan = tf.equal(code, _SOS)
-    is_frame = tf.reduce_any(tf.equal(code, _SOF_MARKERS))
-    # Frame header: component ids.
-    frame_ids = _at(padded, at + 9 + 3 * slots)
-    frame_ids = tf.where(slots < _at(padded, at + 8), frame_ids, -1)
-    components = tf.where(is_frame & aligned, frame_ids, components)
-    # Scan header: components, spectral band, successive approximation.
-    count = _at(padded, at + 3)
-    selectors = tf.where(slots < count, _at(padded, at + 4 + 2 * slots), -1)
-    band_start = _at(padded, at + 4 + 2 * count)
-    band_end = _at(padded, at + 5 + 2 * count)
-    final_bit = tf.equal(_at(padded, at + 6 + 2 * count) % 16, 0)
-    ender = tf.searchsorted(ender_at, segment_end[tf.newaxis], side="left")[0]
-    data_end = _at(ender_start, ender)
-    in_scan = tf.reduce_any(tf.one_hot(selectors, 256, on_value=True, off_value=False,
-                                       dtype=tf.bool), axis=0)
-    in_band = (coefficient >= band_start) & (coefficient <= band_end)
-    scan_ok = aligned & is_scan & (ender < num_enders)
-    finished = finished | (in_scan[:, tf.newaxis] & in_band[tf.newaxis, :]
-                           & (scan_ok & final_bit))
-    scans = scans.write(index, tf.where(scan_ok, tf.stack([segment_end, data_end]), -1))
-    next_position = tf.where(standalone, at + 1,
-                             tf.where(is_scan, data_end, segment_end))
-    ok = (aligned & ~tf.equal(code, _SOI) & (standalone | is_end | (length >= 2))
-          & (is_end | ((next_position > position) & (next_position <= size)))
-          & (scan_ok | ~is_scan))
-    done = is_end | ~ok
-    return index + 1, next_position, done, ok, components, finished, scans
+  # Each marker's segment, and where the walk goes from it.
+  length = _at(padded, code_at + 1) * 256 + _at(padded, code_at + 2)
+  segment_end = code_at + 1 + length
+  is_scan = tf.equal(codes, _SOS)
+  is_end = tf.equal(codes, _EOI)
+  standalone = ((codes >= _RST0) & (codes <= _RST7)) | tf.equal(codes, _TEM)
+  ender = tf.searchsorted(ender_at, segment_end, side="left")
+  data_end = _at(ender_start, ender)
+  next_position = tf.where(standalone, code_at + 1, tf.where(is_scan, data_end, segment_end))
+  next_code = tf.searchsorted(code_at, next_position, side="left")
+  step_ok = (~tf.equal(codes, _SOI) & (standalone | is_end | (length >= 2))
+             & (next_position > code_at) & (next_position <= size)
+             & (~is_scan | (ender < num_enders))
+             & (next_code < num_codes) & tf.equal(_at(run_start, next_code), next_position))
 
-  _, _, done, ok, components, finished, scans = tf.while_loop(
-      lambda index, position, done, *_: (~done) & (index < _MAX_SEGMENTS), step,
-      (0, tf.constant(2), tf.constant(False), tf.constant(True),
-       tf.fill([_MAX_SCAN_COMPONENTS], -1), tf.zeros([256, _COEFFICIENTS], tf.bool),
-       tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[2])),
+  first = tf.searchsorted(code_at, [2], side="left")[0]
+  starts_well = (first < num_codes) & tf.equal(run_start[first], 2)
+
+  def step(count, marker, path):
+    path = path.write(count, marker)
+    return count + 1, tf.where(is_end[marker] | ~step_ok[marker], num_codes, next_code[marker]), path
+
+  _, _, path = tf.while_loop(
+      lambda count, marker, path: marker < num_codes, step,
+      (0, tf.where(starts_well, first, num_codes),
+       tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[])),
       maximum_iterations=_MAX_SEGMENTS)
-  scans = scans.stack()
-  scans = tf.boolean_mask(scans, scans[:, 0] >= 0)
-  ranges = tf.reshape(scans, [-1, 1, 2])
+  path = path.stack()
+  reached_end = tf.reduce_any(tf.gather(is_end, path))
+
+  # Frame: its components' ids, in slots.
+  frames = tf.boolean_mask(path, tf.reduce_any(
+      tf.equal(tf.gather(codes, path)[:, tf.newaxis], _SOF_MARKERS), axis=1))
+  frame_at = _at(code_at, tf.concat([frames, [num_codes]], 0)[0])
+  slots = tf.range(_MAX_SCAN_COMPONENTS)
+  components = tf.where(slots < _at(padded, frame_at + 8),
+                        _at(padded, frame_at + 9 + 3 * slots), -1)
+  components = tf.where(tf.size(frames) > 0, components, -1)
+
+  # Scans: which coefficients of which components each finishes.
+  scans = tf.boolean_mask(path, tf.gather(is_scan, path))
+  scan_at = tf.gather(code_at, scans)[:, tf.newaxis]  # (S, 1)
+  count = _at(padded, scan_at + 3)
+  selectors = tf.where(slots < count, _at(padded, scan_at + 4 + 2 * slots), -1)  # (S, 4)
+  band_start = _at(padded, scan_at + 4 + 2 * count)
+  band_end = _at(padded, scan_at + 5 + 2 * count)
+  final_bit = tf.equal(_at(padded, scan_at + 6 + 2 * count) % 16, 0)  # (S, 1)
+  in_scan = tf.reduce_any(tf.equal(selectors[:, :, tf.newaxis], components)
+                          & (selectors[:, :, tf.newaxis] >= 0), axis=1)  # (S, slot)
+  coefficient = tf.range(_COEFFICIENTS)
+  in_band = (coefficient >= band_start) & (coefficient <= band_end) & final_bit  # (S, 64)
+  finished = tf.reduce_any(in_scan[:, :, tf.newaxis] & in_band[:, tf.newaxis, :], axis=0)
+  complete = (reached_end & tf.reduce_any(components >= 0)
+              & tf.reduce_all(tf.reduce_all(finished, axis=1) | (components < 0)))
+
   starts = run_start[tf.newaxis, :-1]
-  inside = tf.reduce_any((starts >= ranges[:, :, 0]) & (starts <= ranges[:, :, 1]), axis=0)
-  component_done = tf.reduce_all(tf.gather(finished, tf.maximum(components, 0)), axis=1)
-  complete = (done & ok & tf.reduce_any(components >= 0)
-              & tf.reduce_all(component_done | (components < 0)))
+  inside = tf.reduce_any((starts >= tf.gather(segment_end, scans)[:, tf.newaxis])
+                         & (starts <= tf.gather(data_end, scans)[:, tf.newaxis]), axis=0)
   return Layout(segment_ends=tf.boolean_mask(run_start[:-1], inside), complete=complete)
 
 

@@ -21,6 +21,7 @@ from nima_tf import imaging
 from nima_tf import predict
 from nima_tf import scoring
 from nima_tf import synthetic
+from tests import jpeg_faults
 from tests import scoring_fixtures
 
 NUM_TEST = 24
@@ -161,7 +162,12 @@ def png_of(width, height):
     (png_of(20, 40), "too_small: image_bytes[1] is 20x40, a side under 32 px"),
     (b"<html>not an image</html>" * 3,
      "undecodable: image_bytes[1] is not a JPEG, PNG, GIF or BMP file"),
-], ids=["too_large", "too_small", "undecodable"])
+    (jpeg_faults.encode(Image.new("RGB", (300, 200), (90, 140, 200)), "PNG"),
+     "blank_image: image_bytes[1]: every channel spans at most 0 grey levels (blank at <= 4)"),
+] + [(data, "undecodable: image_bytes[1]: broken JPEG data: its data ends before its last "
+      "block (libjpeg: premature end of data segment)")
+     for data in jpeg_faults.CORRUPT_JPEGS.values()],
+    ids=["too_large", "too_small", "undecodable", "blank_image"] + list(jpeg_faults.CORRUPT_JPEGS))
 def test_saved_model_refuses_what_the_job_refuses_and_says_why(saved_model, photos, encoded,  # pylint: disable=redefined-outer-name
                                                                message):
   batch = tf.constant([open(photos[0], "rb").read(), encoded])
