@@ -38,21 +38,27 @@ _MAX_SEGMENTS = 512  # Bounds the walk on hostile input; real files have tens.
 # Zero-filled blocks decode to these RGB levels: YCbCr and grayscale, then
 # CMYK without and with an Adobe marker.
 ZERO_FILL_LEVELS = (128, 63, 64)
-# Filler: any bytes that are not 0xFF (which would start a marker).
-FILLER = bytes(min(b, 0xFE) for i in range(16)
-               for b in hashlib.sha256(b"nima_tf filler %d" % i).digest())
+# Filler: bytes that are not 0xFF (which would start a marker), enough bits for a
+# decoder that ran out to decode blocks from them instead of zeros.
+FILLER = bytes(min(b, 0xFE) for b in hashlib.sha256(b"nima_tf filler").digest())
+# More segment ends than this (restart markers every few blocks of a large photo,
+# or hostile input) are probed at the scans' ends only, so that the probe's
+# bytes stay within the file's size plus 128 KiB.
+_MAX_PROBED_ENDS = 4096
 
 
 class Layout(NamedTuple):
   """What the marker walk found.
 
   `segment_ends`: offsets (sorted int32) where entropy-coded data ends, at the
-  first byte of the marker (or of the fill bytes before it) that ends it.
+  first byte of the marker (or of the fill bytes before it) that ends it: the
+  end of each scan and each restart interval. `scan_ends`: those of the scans.
   `complete`: every coefficient of every component is finished (successive
   approximation bit 0) by some scan, and the walk reached the end marker.
   """
 
   segment_ends: tf.Tensor
+  scan_ends: tf.Tensor
   complete: tf.Tensor
 
 
@@ -147,7 +153,8 @@ def layout(encoded) -> Layout:
   starts = run_start[tf.newaxis, :-1]
   inside = tf.reduce_any((starts >= tf.gather(segment_end, scans)[:, tf.newaxis])
                          & (starts <= tf.gather(data_end, scans)[:, tf.newaxis]), axis=0)
-  return Layout(segment_ends=tf.boolean_mask(run_start[:-1], inside), complete=complete)
+  return Layout(segment_ends=tf.boolean_mask(run_start[:-1], inside),
+                scan_ends=tf.gather(data_end, scans), complete=complete)
 
 
 def with_filler(encoded, offsets):
@@ -175,8 +182,9 @@ def ends_early(encoded, decoded, decode: Callable[[tf.Tensor], tf.Tensor]):
   structure = layout(encoded)
 
   def probe():
-    return tf.reduce_any(tf.not_equal(decode(with_filler(encoded, structure.segment_ends)),
-                                      decoded))
+    ends = tf.cond(tf.size(structure.segment_ends) > _MAX_PROBED_ENDS,
+                   lambda: structure.scan_ends, lambda: structure.segment_ends)
+    return tf.reduce_any(tf.not_equal(decode(with_filler(encoded, ends)), decoded))
 
   suspect = ~structure.complete | looks_zero_filled(decoded)
   return tf.cond(suspect & (tf.size(structure.segment_ends) > 0), probe,

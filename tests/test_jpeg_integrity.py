@@ -99,7 +99,7 @@ def test_filler_is_inserted_before_each_offset():
   filled = jpeg_integrity.with_filler(tf.constant(b"abcdef"), tf.constant([2, 4])).numpy()
   filler = jpeg_integrity.FILLER
   assert filled == b"ab" + filler + b"cd" + filler + b"ef"
-  assert b"\xff" not in filler and len(filler) == 512
+  assert b"\xff" not in filler and len(filler) == 32
 
 
 @pytest.mark.parametrize("data", [
@@ -123,3 +123,12 @@ def test_grey_of_a_zero_filled_block_is_recognized_and_other_greys_are_not():
   assert not bool(jpeg_integrity.looks_zero_filled(corner(127)))
   assert not bool(jpeg_integrity.looks_zero_filled(
       tf.constant(np.array([[[128, 128, 129]]], np.uint8))))
+
+
+def test_jpeg_with_more_segments_than_probed_is_probed_at_its_scan_end():
+  jpeg = jpeg_faults.encode(jpeg_faults.photo((1040, 1040)), restart_marker_blocks=1)
+  structure = jpeg_integrity.layout(tf.constant(jpeg))
+  assert structure.segment_ends.shape[0] == 65 * 65 > 4096  # one interval per 16 x 16 block
+  assert structure.scan_ends.numpy().tolist() == [jpeg.rindex(jpeg_faults.EOI)]
+  assert _ends_early(jpeg_faults.cut(jpeg, len(jpeg) // 2), 260)
+  assert not _ends_early(jpeg, 260)
