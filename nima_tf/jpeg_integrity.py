@@ -16,6 +16,11 @@ the filler instead of zeros, and the pixels differ. The probe is decoded at
 the scale the model's pixels were decoded at, so it rejects exactly the
 files whose missing data changes those pixels.
 
+Data that stops exactly at a restart marker leaves no segment short: libjpeg
+finds another marker where the next restart marker should be and fills the
+remaining intervals with zeros. The walk counts each scan's restart markers
+against what its blocks and restart interval need, and that rejects it.
+
 libjpeg prints a line for the filler it skips, so only suspect files are
 probed: a scan script that leaves some coefficient of some component
 unfinished (a progressive file cut before its last scan), or a bottom-right
@@ -29,7 +34,7 @@ from typing import Callable, NamedTuple
 import tensorflow as tf
 
 _FILL_BYTE = 0xFF
-_SOI, _EOI, _SOS, _TEM = 0xD8, 0xD9, 0xDA, 0x01
+_SOI, _EOI, _SOS, _DRI, _TEM = 0xD8, 0xD9, 0xDA, 0xDD, 0x01
 _RST0, _RST7 = 0xD0, 0xD7
 _SOF_MARKERS = tuple(sorted(set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}))
 _COEFFICIENTS = 64
@@ -55,11 +60,15 @@ class Layout(NamedTuple):
   end of each scan and each restart interval. `scan_ends`: those of the scans.
   `complete`: every coefficient of every component is finished (successive
   approximation bit 0) by some scan, and the walk reached the end marker.
+  `restarts_missing`: some scan has fewer restart markers than its blocks and
+  restart interval need, so whole intervals are missing (libjpeg: "found
+  marker ... instead of RSTn", and grey from there on).
   """
 
   segment_ends: tf.Tensor
   scan_ends: tf.Tensor
   complete: tf.Tensor
+  restarts_missing: tf.Tensor
 
 
 def _at(values, index):
@@ -67,76 +76,106 @@ def _at(values, index):
   return tf.gather(values, tf.minimum(index, tf.size(values) - 1))
 
 
-def layout(encoded) -> Layout:
-  """Walks a JPEG's markers, in the graph: where its entropy-coded segments end.
+def _big_endian(padded, offset):
+  return _at(padded, offset) * 256 + _at(padded, offset + 1)
 
-  Every marker's successor (after its segment, or after its scan's data) is
-  found at once, vectorized; the walk from the start marker then only follows
-  those links, so it costs a few operations per segment.
-  """
-  data = tf.cast(tf.io.decode_raw(encoded, tf.uint8), tf.int32)
+
+def _ceil_div(numerator, denominator):
+  denominator = tf.maximum(denominator, 1)  # A broken header may give 0.
+  return (numerator + denominator - 1) // denominator
+
+
+class _Markers(NamedTuple):
+  """Every marker of the file, vectorized, each vector ending with a sentinel."""
+
+  at: tf.Tensor  # offset of the marker's code byte
+  codes: tf.Tensor
+  run_start: tf.Tensor  # offset of the first 0xFF before the code
+  count: tf.Tensor  # markers, without the sentinel
+  segment_end: tf.Tensor  # offset after the marker's segment
+  data_end: tf.Tensor  # for a scan: where its entropy-coded data ends
+  data_ended: tf.Tensor  # for a scan: a marker other than RSTn ends its data
+
+
+def _markers(data, padded) -> _Markers:
   size = tf.size(data)
-  padded = tf.concat([data, [0]], 0)  # Reads past the end give this 0.
   is_ff = tf.equal(data, _FILL_BYTE)
   after_ff = tf.concat([[False], is_ff[:-1]], 0)
   # A marker: a byte other than 0x00 (a stuffed 0xFF) and 0xFF (fill) after 0xFF.
-  code_at = tf.cast(tf.where(after_ff & ~is_ff & tf.not_equal(data, 0))[:, 0], tf.int32)
-  codes = tf.gather(data, code_at)
-  # The marker's first byte: the start of the run of 0xFF bytes before its code.
+  at = tf.cast(tf.where(after_ff & ~is_ff & tf.not_equal(data, 0))[:, 0], tf.int32)
+  codes = tf.gather(data, at)
   ff_runs = tf.cast(tf.where(is_ff & ~after_ff)[:, 0], tf.int32)
-  run_start = tf.gather(ff_runs, tf.searchsorted(ff_runs, code_at, side="left") - 1)
+  run_start = tf.gather(ff_runs, tf.searchsorted(ff_runs, at, side="left") - 1)
   is_restart = (codes >= _RST0) & (codes <= _RST7)
-  num_codes = tf.size(code_at)
-  num_enders = num_codes - tf.reduce_sum(tf.cast(is_restart, tf.int32))
-  # Each vector ends with a sentinel, so that a search past the last marker reads it.
-  ender_at = tf.concat([tf.boolean_mask(code_at, ~is_restart), [size]], 0)
+  # Scan data ends at the first marker other than a restart marker.
+  ender_at = tf.boolean_mask(at, ~is_restart)
   ender_start = tf.concat([tf.boolean_mask(run_start, ~is_restart), [size]], 0)
-  code_at = tf.concat([code_at, [size]], 0)
-  codes = tf.concat([codes, [0]], 0)
-  run_start = tf.concat([run_start, [size]], 0)
+  segment_end = at + 1 + _big_endian(padded, at + 1)
+  ender = tf.searchsorted(ender_at, segment_end, side="left")
+  return _Markers(at=tf.concat([at, [size]], 0), codes=tf.concat([codes, [0]], 0),
+                  run_start=tf.concat([run_start, [size]], 0), count=tf.size(at),
+                  segment_end=tf.concat([segment_end, [size]], 0),
+                  data_end=tf.concat([_at(ender_start, ender), [size]], 0),
+                  data_ended=tf.concat([ender < tf.size(ender_at), [False]], 0))
 
-  # Each marker's segment, and where the walk goes from it.
-  length = _at(padded, code_at + 1) * 256 + _at(padded, code_at + 2)
-  segment_end = code_at + 1 + length
+
+def _walk(markers: _Markers, size):
+  """Indices of the markers met walking from the start marker, in order.
+
+  Each marker's successor is computed for all markers at once; the loop only
+  follows the links, and stops at the end marker or at a broken link.
+  """
+  codes = markers.codes
   is_scan = tf.equal(codes, _SOS)
   is_end = tf.equal(codes, _EOI)
   standalone = ((codes >= _RST0) & (codes <= _RST7)) | tf.equal(codes, _TEM)
-  ender = tf.searchsorted(ender_at, segment_end, side="left")
-  data_end = _at(ender_start, ender)
-  next_position = tf.where(standalone, code_at + 1, tf.where(is_scan, data_end, segment_end))
-  next_code = tf.searchsorted(code_at, next_position, side="left")
-  step_ok = (~tf.equal(codes, _SOI) & (standalone | is_end | (length >= 2))
-             & (next_position > code_at) & (next_position <= size)
-             & (~is_scan | (ender < num_enders))
-             & (next_code < num_codes) & tf.equal(_at(run_start, next_code), next_position))
-
-  first = tf.searchsorted(code_at, [2], side="left")[0]
-  starts_well = (first < num_codes) & tf.equal(run_start[first], 2)
+  next_position = tf.where(standalone, markers.at + 1,
+                           tf.where(is_scan, markers.data_end, markers.segment_end))
+  next_marker = tf.searchsorted(markers.at, next_position, side="left")
+  step_ok = (~tf.equal(codes, _SOI)
+             & (standalone | is_end | (markers.segment_end - markers.at >= 3))
+             & (next_position > markers.at) & (next_position <= size)
+             & (~is_scan | markers.data_ended) & (next_marker < markers.count)
+             & tf.equal(_at(markers.run_start, next_marker), next_position))
+  first = tf.searchsorted(markers.at, [2], side="left")[0]
+  starts_well = (first < markers.count) & tf.equal(markers.run_start[first], 2)
 
   def step(count, marker, path):
-    path = path.write(count, marker)
-    return count + 1, tf.where(is_end[marker] | ~step_ok[marker], num_codes, next_code[marker]), path
+    following = tf.where(is_end[marker] | ~step_ok[marker], markers.count, next_marker[marker])
+    return count + 1, following, path.write(count, marker)
 
   _, _, path = tf.while_loop(
-      lambda count, marker, path: marker < num_codes, step,
-      (0, tf.where(starts_well, first, num_codes),
+      lambda count, marker, path: marker < markers.count, step,
+      (0, tf.where(starts_well, first, markers.count),
        tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[])),
       maximum_iterations=_MAX_SEGMENTS)
-  path = path.stack()
-  reached_end = tf.reduce_any(tf.gather(is_end, path))
+  return path.stack()
 
-  # Frame: its components' ids, in slots.
-  frames = tf.boolean_mask(path, tf.reduce_any(
-      tf.equal(tf.gather(codes, path)[:, tf.newaxis], _SOF_MARKERS), axis=1))
-  frame_at = _at(code_at, tf.concat([frames, [num_codes]], 0)[0])
+
+def layout(encoded) -> Layout:
+  """Walks a JPEG's markers, in the graph: where its entropy-coded segments end."""
+  data = tf.cast(tf.io.decode_raw(encoded, tf.uint8), tf.int32)
+  padded = tf.concat([data, [0]], 0)  # Reads past the end give this 0.
+  markers = _markers(data, padded)
+  path = _walk(markers, tf.size(data))
+  path_codes = tf.gather(markers.codes, path)
   slots = tf.range(_MAX_SCAN_COMPONENTS)
-  components = tf.where(slots < _at(padded, frame_at + 8),
-                        _at(padded, frame_at + 9 + 3 * slots), -1)
-  components = tf.where(tf.size(frames) > 0, components, -1)
 
-  # Scans: which coefficients of which components each finishes.
-  scans = tf.boolean_mask(path, tf.gather(is_scan, path))
-  scan_at = tf.gather(code_at, scans)[:, tf.newaxis]  # (S, 1)
+  # The frame: size, and each component's id and sampling factors, in slots.
+  frames = tf.boolean_mask(path, tf.reduce_any(
+      tf.equal(path_codes[:, tf.newaxis], _SOF_MARKERS), axis=1))
+  frame_at = _at(markers.at, tf.concat([frames, [markers.count]], 0)[0])
+  in_frame = (slots < _at(padded, frame_at + 8)) & (tf.size(frames) > 0)
+  components = tf.where(in_frame, _at(padded, frame_at + 9 + 3 * slots), -1)
+  sampling = _at(padded, frame_at + 10 + 3 * slots)
+  horizontal = tf.where(in_frame, sampling // 16, 0)
+  vertical = tf.where(in_frame, sampling % 16, 0)
+  height = _big_endian(padded, frame_at + 4)
+  width = _big_endian(padded, frame_at + 6)
+
+  # Scans: which components, which coefficients each finishes.
+  scans = tf.boolean_mask(path, tf.equal(path_codes, _SOS))
+  scan_at = tf.gather(markers.at, scans)[:, tf.newaxis]  # (S, 1)
   count = _at(padded, scan_at + 3)
   selectors = tf.where(slots < count, _at(padded, scan_at + 4 + 2 * slots), -1)  # (S, 4)
   band_start = _at(padded, scan_at + 4 + 2 * count)
@@ -147,14 +186,41 @@ def layout(encoded) -> Layout:
   coefficient = tf.range(_COEFFICIENTS)
   in_band = (coefficient >= band_start) & (coefficient <= band_end) & final_bit  # (S, 64)
   finished = tf.reduce_any(in_scan[:, :, tf.newaxis] & in_band[:, tf.newaxis, :], axis=0)
-  complete = (reached_end & tf.reduce_any(components >= 0)
+  complete = (tf.reduce_any(tf.equal(path_codes, _EOI)) & tf.reduce_any(components >= 0)
               & tf.reduce_all(tf.reduce_all(finished, axis=1) | (components < 0)))
 
-  starts = run_start[tf.newaxis, :-1]
-  inside = tf.reduce_any((starts >= tf.gather(segment_end, scans)[:, tf.newaxis])
-                         & (starts <= tf.gather(data_end, scans)[:, tf.newaxis]), axis=0)
-  return Layout(segment_ends=tf.boolean_mask(run_start[:-1], inside),
-                scan_ends=tf.gather(data_end, scans), complete=complete)
+  # Restart intervals: the interval in force at each scan (the last DRI before it).
+  is_interval = tf.equal(path_codes, _DRI)
+  interval_steps = tf.cast(tf.where(is_interval)[:, 0], tf.int32)
+  interval_values = tf.concat([_big_endian(
+      padded, tf.gather(markers.at, tf.boolean_mask(path, is_interval)) + 3), [0]], 0)
+  scan_steps = tf.cast(tf.where(tf.equal(path_codes, _SOS))[:, 0], tf.int32)
+  last_interval = tf.searchsorted(interval_steps, scan_steps, side="left") - 1
+  interval = tf.where(last_interval >= 0,
+                      tf.gather(interval_values, tf.maximum(last_interval, 0)), 0)
+  # A scan's blocks: MCUs of all components if interleaved, else the one component's blocks.
+  h_max, v_max = tf.reduce_max(horizontal), tf.reduce_max(vertical)
+  interleaved = _ceil_div(width, 8 * h_max) * _ceil_div(height, 8 * v_max)
+  single = tf.cast(in_scan, tf.int32)
+  h_single = tf.reduce_sum(single * horizontal, axis=1)
+  v_single = tf.reduce_sum(single * vertical, axis=1)
+  one_component = (_ceil_div(_ceil_div(width * h_single, h_max), 8)
+                   * _ceil_div(_ceil_div(height * v_single, v_max), 8))
+  blocks = tf.where(count[:, 0] > 1, interleaved, one_component)
+  data_start = tf.gather(markers.segment_end, scans)
+  data_end = tf.gather(markers.data_end, scans)
+  restart_at = tf.boolean_mask(markers.at[:-1], (markers.codes[:-1] >= _RST0)
+                               & (markers.codes[:-1] <= _RST7))
+  restarts = (tf.searchsorted(restart_at, data_end, side="left")
+              - tf.searchsorted(restart_at, data_start, side="left"))
+  restarts_missing = tf.reduce_any((interval > 0) & (height > 0)
+                                   & (restarts < _ceil_div(blocks, interval) - 1))
+
+  starts = markers.run_start[tf.newaxis, :-1]
+  inside = tf.reduce_any((starts >= data_start[:, tf.newaxis])
+                         & (starts <= data_end[:, tf.newaxis]), axis=0)
+  return Layout(segment_ends=tf.boolean_mask(markers.run_start[:-1], inside),
+                scan_ends=data_end, complete=complete, restarts_missing=restarts_missing)
 
 
 def with_filler(encoded, offsets):
@@ -187,5 +253,5 @@ def ends_early(encoded, decoded, decode: Callable[[tf.Tensor], tf.Tensor]):
     return tf.reduce_any(tf.not_equal(decode(with_filler(encoded, ends)), decoded))
 
   suspect = ~structure.complete | looks_zero_filled(decoded)
-  return tf.cond(suspect & (tf.size(structure.segment_ends) > 0), probe,
-                 lambda: tf.constant(False))
+  return structure.restarts_missing | tf.cond(
+      suspect & (tf.size(structure.segment_ends) > 0), probe, lambda: tf.constant(False))

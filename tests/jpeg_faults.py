@@ -43,8 +43,15 @@ def cut(jpeg: bytes, length: int) -> bytes:
   return jpeg[:length] + EOI
 
 
+def restart_marker_after(jpeg: bytes, offset: int) -> int:
+  """Offset of the first restart marker (0xFF 0xD0-0xD7) at or after `offset`."""
+  return next(i for i in range(offset, len(jpeg) - 1)
+              if jpeg[i] == 0xFF and 0xD0 <= jpeg[i + 1] <= 0xD7)
+
+
 BASELINE = encode(photo())
 PROGRESSIVE = encode(photo(), progressive=True)
+RESTARTS = encode(photo(), restart_marker_blocks=4)
 CORRUPT_JPEGS = {
     "truncated_and_padded_with_eoi": cut(BASELINE, len(BASELINE) // 2),
     "truncated_late_and_padded_with_eoi": cut(BASELINE, len(BASELINE) * 9 // 10),
@@ -53,6 +60,9 @@ CORRUPT_JPEGS = {
     "scan_with_zeroed_bytes": (BASELINE[:scan_start(BASELINE) + 200] + bytes(400)
                                + BASELINE[scan_start(BASELINE) + 600:]),
     "small_jpeg_claiming_a_large_size": claiming_size(BASELINE, 2000, 1500),
+    # Whole restart intervals missing: libjpeg finds the end marker instead of RSTn.
+    "cut_at_a_restart_marker": cut(RESTARTS, restart_marker_after(RESTARTS, len(RESTARTS) // 2)),
+    "restart_intervals_claiming_a_large_size": claiming_size(RESTARTS, 640, 480),
 }
 
 
@@ -61,7 +71,9 @@ def valid_jpegs() -> dict:
   exif[0x0112] = 3  # upside down
   return {
       "progressive": PROGRESSIVE,
-      "restart_markers": encode(photo(), restart_marker_blocks=4),
+      "restart_markers": RESTARTS,
+      "progressive_with_restart_markers": encode(photo(), progressive=True,
+                                                 restart_marker_blocks=3),
       "exif": encode(photo(), exif=exif.tobytes()),
       "trailing_bytes_after_eoi": BASELINE + b"\0" * 100 + b"trailing data" * 20,
       "grayscale": encode(photo().convert("L")),

@@ -132,3 +132,13 @@ def test_jpeg_with_more_segments_than_probed_is_probed_at_its_scan_end():
   assert structure.scan_ends.numpy().tolist() == [jpeg.rindex(jpeg_faults.EOI)]
   assert _ends_early(jpeg_faults.cut(jpeg, len(jpeg) // 2), 260)
   assert not _ends_early(jpeg, 260)
+
+
+@pytest.mark.parametrize("options", [
+    {"restart_marker_blocks": 4}, {"restart_marker_rows": 1, "subsampling": 1},
+    {"progressive": True, "restart_marker_blocks": 3, "subsampling": 0}])
+def test_scan_with_fewer_restart_markers_than_its_blocks_need_is_missing_restarts(options):
+  jpeg = jpeg_faults.encode(jpeg_faults.photo((333, 251)), **options)
+  assert not bool(jpeg_integrity.layout(tf.constant(jpeg)).restarts_missing)
+  cut = jpeg_faults.cut(jpeg, jpeg_faults.restart_marker_after(jpeg, len(jpeg) // 3))
+  assert bool(jpeg_integrity.layout(tf.constant(cut)).restarts_missing)
