@@ -230,16 +230,18 @@ def resize_as_pillow(image, size: int):
   Pillow's bilinear resize (`ImagingResample`): a triangle filter widened by
   the scale factor, its weights normalized per output pixel and rounded to
   22-bit fixed point, a horizontal pass rounded to uint8, then a vertical
-  one. Both passes are integer matrix products here, so the sums are exact.
+  one. Both passes are int32 products with the sparse weight matrices (a few
+  taps per output pixel), so the sums are exact, as Pillow's.
   """
-  height_width = tf.shape(image)[:2]
-  horizontal = _pillow_weights(height_width[1], size)  # (w, size)
-  vertical = _pillow_weights(height_width[0], size)  # (h, size)
-  rows = tf.transpose(tf.cast(image, tf.int32), [0, 2, 1])  # (h, 3, w)
-  rows = _pillow_round(tf.linalg.matmul(rows, horizontal))  # (h, 3, size)
-  columns = tf.reshape(rows, [height_width[0], 3 * size])
-  columns = _pillow_round(tf.linalg.matmul(vertical, columns, transpose_a=True))
-  return tf.cast(tf.transpose(tf.reshape(columns, [size, 3, size]), [0, 2, 1]), tf.uint8)
+  height, width = tf.unstack(tf.shape(image)[:2])
+  horizontal = tf.sparse.from_dense(tf.transpose(_pillow_weights(width, size)))  # (size, w)
+  vertical = tf.sparse.from_dense(tf.transpose(_pillow_weights(height, size)))  # (size, h)
+  columns = tf.reshape(tf.transpose(tf.cast(image, tf.int32), [1, 0, 2]), [width, height * 3])
+  rows = _pillow_round(tf.sparse.sparse_dense_matmul(horizontal, columns))  # (size, h * 3)
+  rows = tf.reshape(tf.transpose(tf.reshape(rows, [size, height, 3]), [1, 0, 2]),
+                    [height, size * 3])
+  resized = _pillow_round(tf.sparse.sparse_dense_matmul(vertical, rows))  # (size, size * 3)
+  return tf.cast(tf.reshape(resized, [size, size, 3]), tf.uint8)
 
 
 _PILLOW_PRECISION_BITS = 22
