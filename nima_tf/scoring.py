@@ -152,10 +152,15 @@ def decode_to_stored(encoded, stored_size: int,
 
 
 def _decode_complete_jpeg(encoded, stored_size: int, index):
-  """`decode_jpeg_draft`, failing (`undecodable`) on data that ends before the last block."""
-  decoded = decode_jpeg_draft(encoded, stored_size)
+  """`decode_jpeg_draft`, failing (`undecodable`) on a broken structure or data cut short."""
+  structure = jpeg_integrity.layout(encoded)
+  walked = tf.debugging.Assert(structure.walked, [tf.strings.format(
+      f"{ava.Reason.UNDECODABLE.value}: image_bytes[{{}}]: broken JPEG structure: its "
+      "markers do not lead to the end-of-image marker", [index])])
+  with tf.control_dependencies([walked]):
+    decoded = decode_jpeg_draft(encoded, stored_size)
   cut_short = jpeg_integrity.ends_early(
-      encoded, decoded, lambda probe: decode_jpeg_draft(probe, stored_size))
+      encoded, structure, decoded, lambda probe: decode_jpeg_draft(probe, stored_size))
   complete = tf.debugging.Assert(~cut_short, [tf.strings.format(
       f"{ava.Reason.UNDECODABLE.value}: image_bytes[{{}}]: broken JPEG data: its data ends "
       "before its last block (libjpeg: premature end of data segment)", [index])])

@@ -164,10 +164,14 @@ def png_of(width, height):
      "undecodable: image_bytes[1] is not a JPEG, PNG, GIF or BMP file"),
     (jpeg_faults.encode(Image.new("RGB", (300, 200), (90, 140, 200)), "PNG"),
      "blank_image: image_bytes[1]: every channel spans at most 0 grey levels (blank at <= 4)"),
+    (jpeg_faults.BASELINE[:len(jpeg_faults.BASELINE) // 2],
+     "undecodable: image_bytes[1]: broken JPEG structure: its markers do not lead to the "
+     "end-of-image marker"),
 ] + [(data, "undecodable: image_bytes[1]: broken JPEG data: its data ends before its last "
       "block (libjpeg: premature end of data segment)")
      for data in jpeg_faults.CORRUPT_JPEGS.values()],
-    ids=["too_large", "too_small", "undecodable", "blank_image"] + list(jpeg_faults.CORRUPT_JPEGS))
+    ids=["too_large", "too_small", "undecodable", "blank_image", "cut_without_end_marker"]
+    + list(jpeg_faults.CORRUPT_JPEGS))
 def test_saved_model_refuses_what_the_job_refuses_and_says_why(saved_model, photos, encoded,  # pylint: disable=redefined-outer-name
                                                                message):
   batch = tf.constant([open(photos[0], "rb").read(), encoded])

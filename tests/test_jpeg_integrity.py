@@ -20,13 +20,13 @@ def _decoder(draft_size):
 def _ends_early(data: bytes, draft_size: int) -> bool:
   decode = _decoder(draft_size)
   encoded = tf.constant(data)
-  return bool(jpeg_integrity.ends_early(encoded, decode(encoded), decode))
+  structure = jpeg_integrity.layout(encoded)
+  return bool(jpeg_integrity.ends_early(encoded, structure, decode(encoded), decode))
 
 
 def _probed(data: bytes, draft_size: int) -> bool:
-  structure = jpeg_integrity.layout(tf.constant(data))
   decoded = scoring.decode_jpeg_draft(tf.constant(data), draft_size)
-  return bool(~structure.complete | jpeg_integrity.looks_zero_filled(decoded))
+  return bool(jpeg_integrity.is_suspect(jpeg_integrity.layout(tf.constant(data)), decoded))
 
 
 @pytest.mark.parametrize("draft_size", DRAFT_SIZES)
@@ -107,12 +107,45 @@ def test_filler_is_inserted_before_each_offset():
     b"\xff\xd8\xff\xc0\x00\x00" + bytes(100),  # a segment of length 0
     b"\xff\xd8\xff\xe1\xff\xf0" + bytes(100),  # a segment longer than the file
     b"\xff\xd8" + b"\xff\x01" * 5000,  # more markers than the walk takes
+    b"\xff\xd8\xff\xdb\x00\x03\xff\x00" + jpeg_faults.BASELINE[2:],  # a segment, then garbage
     jpeg_faults.BASELINE[:-2],  # no end marker
     b"\xff\xd8\xff\xd8" + jpeg_faults.BASELINE[2:],  # a second start marker
-], ids=["random_bytes", "zero_length", "length_past_the_end", "endless_markers", "no_end",
-        "two_starts"])
-def test_walk_of_broken_structure_stops_and_says_incomplete(data):
-  assert not bool(jpeg_integrity.layout(tf.constant(data)).complete)
+], ids=["random_bytes", "zero_length", "length_past_the_end", "endless_markers",
+        "byte_after_a_segment", "no_end", "two_starts"])
+def test_walk_of_broken_structure_stops_short_of_the_end(data):
+  assert not bool(jpeg_integrity.layout(tf.constant(data)).walked)
+
+
+@pytest.mark.parametrize("options", [
+    {"quality": 15},  # the last quantization entry is 255: the segment ends with 0xFF
+    {"comment": b"ends with \xff"}])
+def test_walk_follows_a_segment_that_ends_with_0xff(options):
+  jpeg = jpeg_faults.encode(jpeg_faults.photo(), **options)
+  assert bool(jpeg_integrity.layout(tf.constant(jpeg)).walked)
+  assert not _ends_early(jpeg, 60)
+  assert _ends_early(jpeg_faults.cut(jpeg, len(jpeg) // 2), 60)
+
+
+def test_valid_jpeg_walks_to_its_end_marker():
+  for name, jpeg in jpeg_faults.valid_jpegs().items():
+    assert bool(jpeg_integrity.layout(tf.constant(jpeg)).walked), name
+
+
+def test_arithmetic_coded_jpeg_is_never_probed():
+  # Its encoder may drop trailing zero bytes: filler would change a valid file.
+  frame = jpeg_faults.BASELINE.index(b"\xff\xc0")
+  arithmetic = (jpeg_faults.BASELINE[:frame] + b"\xff\xc9"
+                + jpeg_faults.BASELINE[frame + 2:])
+  structure = jpeg_integrity.layout(tf.constant(arithmetic))
+  assert bool(structure.arithmetic)
+  assert not bool(jpeg_integrity.is_suspect(structure, tf.fill([4, 4, 3], tf.constant(128, tf.uint8))))
+
+
+def test_sequential_jpeg_in_several_scans_is_probed():
+  # Its last scan may hold one component only: a cut leaves no grey corner.
+  structure = jpeg_integrity.layout(tf.constant(jpeg_faults.BASELINE))._replace(
+      several_scans=tf.constant(True))
+  assert bool(jpeg_integrity.is_suspect(structure, tf.fill([4, 4, 3], tf.constant(9, tf.uint8))))
 
 
 def test_grey_of_a_zero_filled_block_is_recognized_and_other_greys_are_not():
