@@ -26,6 +26,9 @@ Three tables, the graph being `scoring.decode_to_stored` at the stored size
   each named by how it was made): how many the job and the graph reject
   (both must be 0), how many the graph probes, and how many would be
   rejected were every file probed.
+- hostile input: files built to make the marker walk or the probe slow or
+  large (millions of markers, hundreds of scans, a restart marker per block),
+  with the graph's verdict and the wall time of one `Checker.verdict`;
 - cost per image of the AVA-like set (`--num_images` files, in memory), each a
   warm `tf.function` of one scalar string: `scoring.decode_jpeg_draft` alone,
   `jpeg_integrity.layout` alone, `decode_jpeg_draft` then
@@ -46,6 +49,7 @@ import dataclasses
 import os
 import re
 import sys
+import time
 from typing import Dict, List, Optional, Tuple
 
 from absl import app
@@ -180,10 +184,8 @@ class Checker:
   @staticmethod
   def _is_probed(encoded):
     """`jpeg_integrity.ends_early`'s condition for a second decode."""
-    structure = jpeg_integrity.layout(encoded)
-    decoded = scoring.decode_jpeg_draft(encoded, _SIZE)
-    suspect = ~structure.complete | jpeg_integrity.looks_zero_filled(decoded)
-    return suspect & (tf.size(structure.segment_ends) > 0)
+    return jpeg_integrity.is_suspect(jpeg_integrity.layout(encoded),
+                                     scoring.decode_jpeg_draft(encoded, _SIZE))
 
   @staticmethod
   def _probe_would_differ(encoded):
@@ -323,6 +325,14 @@ def _valid_jpegs(photos: List[Image.Image]) -> Dict[str, List[Tuple[str, bytes]]
         cmyk = ImageOps.expand(image.convert("CMYK"), border=24, fill=(level,) * 4)
         add("CMYK, border of the zero-fill grey", f"{description}, 24 px CMYK border "
             f"{level}", cmyk, progressive=progressive)
+  for quality in (1, 5, 10, 15, 19):
+    for progressive in (False, True):
+      image, description = _content(rng, photos, _random_size(rng))
+      add("quality 1-19 (a quantization table ending with 0xFF)", description, image,
+          quality=quality, progressive=progressive)
+  for _ in range(4):
+    image, description = _content(rng, photos, _random_size(rng))
+    add("comment ending with 0xFF", description, image, comment=b"comment \xff")
   for _ in range(10):
     image, description = _content(rng, photos, _random_size(rng))
     add("restart markers every 1-16 MCUs", description, image,
@@ -397,6 +407,40 @@ def _cost(checker: Checker, datas: List[bytes], photos: List[Image.Image]):
   return rows, probed
 
 
+def _hostile_inputs() -> Dict[str, bytes]:
+  """Files built to make the walk or the probe slow or large."""
+  baseline, progressive = jpeg_faults.BASELINE, jpeg_faults.PROGRESSIVE
+  scan = jpeg_faults.scan_start(baseline)
+  last_scan = progressive.rindex(b"\xff\xda")
+  padding = b"\xff\xef" + (2 + 2000).to_bytes(2, "big") + b"\xff\x01" * 1000  # APP15
+  restarts = jpeg_faults.encode(jpeg_faults.photo((1024, 1024)), quality=_QUALITY,
+                                restart_marker_blocks=1)
+  grey_corner = jpeg_faults.photo((1024, 1024))
+  grey_corner.paste(_GREY, (960, 960, 1024, 1024))
+  return {
+      "5 million restart markers at the start of a scan (10 MB)":
+          baseline[:scan] + b"\xff\xd0" * 5_000_000 + baseline[scan:],
+      "5 million standalone markers after the start marker (10 MB)":
+          baseline[:2] + b"\xff\x01" * 5_000_000 + baseline[2:],
+      "160 segments of 1,000 markers each, the last scan repeated 300 times":
+          (progressive[:2] + padding * 160 + progressive[2:last_scan]
+           + progressive[last_scan:-2] * 300 + progressive[-2:]),
+      "a restart marker per block and a grey corner (probed, 4,096 ends)":
+          jpeg_faults.encode(grey_corner, quality=_QUALITY, restart_marker_blocks=1),
+      "a restart marker per block, cut in half": jpeg_faults.cut(restarts, len(restarts) // 2),
+  }
+
+
+def _hostile(checker: Checker):
+  rows = []
+  for name, data in _hostile_inputs().items():
+    start = time.perf_counter()
+    verdict = checker.verdict(data)
+    rows.append([name, f"{len(data) / 1e6:.2f}", verdict.job, verdict.graph,
+                 f"{time.perf_counter() - start:.2f}"])
+  return rows
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -429,6 +473,13 @@ def main(argv):
        "probe would differ"],
       false_positives + [["total", *np.sum([r[1:] for r in false_positives], axis=0)]],
       notes=[f"Rejected valid files: {'; '.join(failures) if failures else 'none'}."])
+
+  with _stderr_discarded():
+    hostile = _hostile(checker)
+  common.print_table(
+      "Hostile input: verdicts, and the wall time of one `Checker.verdict` (the job, the "
+      "graph, the probe's condition and the probe)",
+      ["file", "MB", "job", "graph", "seconds"], hostile)
 
   cost, probed = _cost(checker, datas, photos)
   kilobytes = sum(len(d) for d in datas) / len(datas) / 1024
