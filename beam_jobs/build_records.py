@@ -151,9 +151,7 @@ def _nonzero(counts: Dict[str, int]) -> Dict[str, int]:
 
 def run() -> None:
   """The `nima-build-records` command: `main` with this module's flags."""
-  cli.exit_on_version()  # before the flags are defined: nothing else is loaded
-  define_flags()
-  cli.run(main, _parse_flags)
+  cli.command(main, define_flags, _parse_flags)
 
 
 if __name__ == "__main__":

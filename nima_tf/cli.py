@@ -1,6 +1,7 @@
 """What every command line of nima_tf shares: exit statuses, errors, flags, `--version`, quiet start.
 
-Every tool runs through `run`: `--help` exits 0; a usage error (a bad flag,
+Every tool runs through `run` (its console command through `command`, which
+answers `--version` before defining the tool's flags): `--help` exits 0; a usage error (a bad flag,
 a missing argument) is one line on stderr and exit status 2; an expected
 failure (a missing folder, no model, no records) is one line saying what to
 do and exit status 1. Tracebacks are for bugs.
@@ -108,6 +109,14 @@ def run(main: Callable[[List[str]], Optional[int]],
   """`app.run(main)` with the shared behaviour: see the module docstring."""
   exit_on_version()
   app.run(handle_errors(main), flags_parser=flags_parser(parse))
+
+
+def command(main: Callable[[List[str]], Optional[int]], define_flags: Callable[[], None],
+            parse: Callable[[List[str]], List[str]] = flags.FLAGS) -> None:
+  """A tool's console command: `--version` before anything loads, its flags, then `run`."""
+  exit_on_version()
+  define_flags()
+  run(main, parse)
 
 
 def quiet_logs() -> None:

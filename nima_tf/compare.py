@@ -221,9 +221,7 @@ def main(argv: List[str]) -> None:
 
 def run() -> None:
   """The `nima-compare` command: `main` with this module's flags."""
-  cli.exit_on_version()  # before the flags are defined: nothing else is loaded
-  define_flags()
-  cli.run(main)
+  cli.command(main, define_flags)
 
 
 if __name__ == "__main__":

@@ -516,9 +516,7 @@ def run() -> None:
   Flags are defined only when run as a program, so that importing this
   module from another program never clashes with that program's flags.
   """
-  cli.exit_on_version()  # before the flags are defined: nothing else is loaded
-  _define_flags()
-  cli.run(main)
+  cli.command(main, _define_flags)
 
 
 if __name__ == "__main__":
