@@ -86,7 +86,6 @@ _ZEROED_BYTES = 400
 _ZEROED_WINDOWS = 5
 _GREY = (128, 128, 128)
 _GREY_BAND = 32  # Two MCUs: the bottom-right block is flat grey at any subsampling.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _ACCEPTED = "accepted"
 _GRAPH_REASON = re.compile(r"assertion failed: \[(\w+):")
 _SCALAR_STRING = tf.TensorSpec([], tf.string)
@@ -113,20 +112,9 @@ def _encode(image: Image.Image, encoding: str) -> bytes:
   return jpeg_faults.encode(image, quality=_QUALITY, **_ENCODINGS[encoding])
 
 
-def _frame_header(jpeg: bytes) -> int:
-  """Offset of the frame header (SOF) marker, found by walking the segments."""
-  position = 2
-  while jpeg[position + 1] not in _SOF_MARKERS:
-    position += 2 + int.from_bytes(jpeg[position + 2:position + 4], "big")
-  return position
-
-
 def _claiming_twice_the_size(jpeg: bytes) -> bytes:
-  sof = _frame_header(jpeg)
-  height = int.from_bytes(jpeg[sof + 5:sof + 7], "big")
-  width = int.from_bytes(jpeg[sof + 7:sof + 9], "big")
-  return (jpeg[:sof + 5] + (2 * height).to_bytes(2, "big") + (2 * width).to_bytes(2, "big")
-          + jpeg[sof + 9:])
+  width, height = jpeg_faults.size_of(jpeg)
+  return jpeg_faults.claiming_size(jpeg, 2 * width, 2 * height)
 
 
 def _data_points(jpeg: bytes, count: int) -> List[int]:
@@ -189,10 +177,11 @@ class Checker:
 
   @staticmethod
   def _probe_would_differ(encoded):
-    """`jpeg_integrity.ends_early`'s answer were every file suspect."""
-    ends = jpeg_integrity.layout(encoded).segment_ends
-    probe = scoring.decode_jpeg_draft(jpeg_integrity.with_filler(encoded, ends), _SIZE)
-    return tf.reduce_any(tf.not_equal(probe, scoring.decode_jpeg_draft(encoded, _SIZE)))
+    """`jpeg_integrity.ends_early`'s probe, were every file suspect."""
+    def decode(data):
+      return scoring.decode_jpeg_draft(data, _SIZE)
+    return jpeg_integrity.probe_differs(encoded, jpeg_integrity.layout(encoded),
+                                        decode(encoded), decode)
 
   def verdict(self, data: bytes) -> Verdict:
     try:

@@ -273,19 +273,24 @@ def is_suspect(structure: Layout, decoded):
           & (~structure.complete | structure.several_scans | looks_zero_filled(decoded)))
 
 
+def probe_differs(encoded, structure: Layout, decoded,
+                  decode: Callable[[tf.Tensor], tf.Tensor]):
+  """Whether decoding with `FILLER` before each segment's end changes `decoded`.
+
+  `structure` is `layout(encoded)`, `decoded` is `decode(encoded)`: pixels of
+  a decode that fills missing data with zeros.
+  """
+  ends = tf.cond(tf.size(structure.segment_ends) > _MAX_PROBED_ENDS,
+                 lambda: structure.scan_ends, lambda: structure.segment_ends)
+  return tf.reduce_any(tf.not_equal(decode(with_filler(encoded, ends)), decoded))
+
+
 def ends_early(encoded, structure: Layout, decoded, decode: Callable[[tf.Tensor], tf.Tensor]):
   """Whether a walked JPEG's data runs out before its last block, changing `decoded`.
 
-  `structure` is `layout(encoded)`, `decoded` is `decode(encoded)`: pixels of
-  a decode that fills missing data with zeros. Suspect files are decoded
-  again with `FILLER` before each segment's end; then the answer is whether
-  any pixel differs.
+  Restart intervals missing decide it alone; suspect files are probed
+  (`probe_differs`).
   """
-
-  def probe():
-    ends = tf.cond(tf.size(structure.segment_ends) > _MAX_PROBED_ENDS,
-                   lambda: structure.scan_ends, lambda: structure.segment_ends)
-    return tf.reduce_any(tf.not_equal(decode(with_filler(encoded, ends)), decoded))
-
   return structure.restarts_missing | tf.cond(
-      is_suspect(structure, decoded), probe, lambda: tf.constant(False))
+      is_suspect(structure, decoded),
+      lambda: probe_differs(encoded, structure, decoded, decode), lambda: tf.constant(False))

@@ -31,9 +31,27 @@ def scan_start(jpeg: bytes) -> int:
   return sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big")
 
 
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def frame_header(jpeg: bytes) -> int:
+  """Offset of the frame header (SOFn) marker, found by walking the segments."""
+  position = 2
+  while jpeg[position + 1] not in _SOF_MARKERS:
+    position += 2 + int.from_bytes(jpeg[position + 2:position + 4], "big")
+  return position
+
+
+def size_of(jpeg: bytes):
+  """(width, height) that the frame header claims."""
+  sof = frame_header(jpeg)
+  return (int.from_bytes(jpeg[sof + 7:sof + 9], "big"),
+          int.from_bytes(jpeg[sof + 5:sof + 7], "big"))
+
+
 def claiming_size(jpeg: bytes, width: int, height: int) -> bytes:
-  """The JPEG with its frame header (SOF0) claiming another size."""
-  sof = jpeg.index(b"\xff\xc0")
+  """The JPEG with its frame header claiming another size."""
+  sof = frame_header(jpeg)
   return (jpeg[:sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big")
           + jpeg[sof + 9:])
 
